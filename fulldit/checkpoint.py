@@ -1,0 +1,148 @@
+"""Checkpoint directories: `config.json` + safetensors weights, never pickle.
+
+Layout (the Hugging Face convention, so tools that read sharded safetensors read ours):
+
+    DIR/config.json                      FullDiTConfig as JSON
+    DIR/model.safetensors                the transformer and its condition modules, or, when larger
+    DIR/model-00001-of-0000N.safetensors than `max_shard_bytes`, shards and
+    DIR/model.safetensors.index.json     {"weight_map": {tensor name: shard file}}
+    DIR/text_encoder.safetensors         a trainable text encoder's weights (byte encoder), if any
+
+Files are written atomically, so an interrupted save never leaves a readable-but-broken checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fulldit.atomic import atomic_path
+from fulldit.config import FullDiTConfig, from_dict, to_dict
+from fulldit.errors import InputError
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+TEXT_WEIGHTS = "text_encoder.safetensors"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """CPU, contiguous copies; floating tensors cast to `dtype` when given (e.g. bf16 for shipping)."""
+    return {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in state.items()
+    }
+
+
+def save_state(state: dict[str, torch.Tensor], directory: Path, max_shard_bytes: int) -> list[str]:
+    """Save a state dict as one safetensors file or as shards of at most `max_shard_bytes` plus an index."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += nbytes
+    for stale in list(directory.glob("model*.safetensors")) + list(directory.glob(INDEX)):
+        stale.unlink()
+    if len(shards) == 1:
+        _save_tensors(shards[0], directory / WEIGHTS)
+        return [WEIGHTS]
+    names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for name, shard in zip(names, shards):
+        _save_tensors(shard, directory / name)
+    weight_map = {k: name for name, shard in zip(names, shards) for k in shard}
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    _write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    return names
+
+
+def load_state(directory: Path) -> dict[str, torch.Tensor]:
+    """Read model.safetensors or its shards (via the index)."""
+    try:
+        if (directory / INDEX).is_file():
+            index = json.loads((directory / INDEX).read_text())
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(index["weight_map"].values())):
+                state.update(load_file(str(directory / shard)))
+            return state
+        return load_file(str(directory / WEIGHTS))
+    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as err:
+        raise InputError(f"{directory}: cannot read the weights ({type(err).__name__}: {err})") from err
+
+
+def save_pretrained(
+    directory: str | Path,
+    config: FullDiTConfig,
+    model: nn.Module,
+    text_encoder: nn.Module | None = None,
+    max_shard_bytes: int = 15 * 2**20,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write a checkpoint directory: config.json, model weights (sharded when large), text-encoder weights.
+
+    dtype: store floating weights in this type (bf16 halves the size; loading casts back to the model's type).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_state(_cast(model.state_dict(), dtype), directory, max_shard_bytes)
+    if isinstance(text_encoder, nn.Module):
+        _save_tensors(_cast(text_encoder.state_dict(), dtype), directory / TEXT_WEIGHTS)
+    _write_json(directory / CONFIG, to_dict(config))  # last: a directory with a config is complete
+
+
+def read_config(directory: str | Path) -> FullDiTConfig:
+    """The config of a checkpoint directory; InputError when it is not one."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: no such checkpoint directory")
+    if not (directory / CONFIG).is_file():
+        raise InputError(f"{directory}: not a fulldit checkpoint (no {CONFIG})")
+    try:
+        data = json.loads((directory / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{directory / CONFIG}: not valid JSON ({err})") from err
+    return from_dict(FullDiTConfig, data, str(directory / CONFIG))
+
+
+def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state dict strictly; a missing, extra or mis-shaped tensor is an InputError naming it."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise InputError(f"{source}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise InputError(
+                f"{source}: tensor {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}"
+            )
+    module.load_state_dict(state)
+
+
+def load_text_weights(module: nn.Module, directory: Path) -> None:
+    path = directory / TEXT_WEIGHTS
+    if not path.is_file():
+        raise InputError(f"{directory}: the config has a trainable text encoder but {TEXT_WEIGHTS} is missing")
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as err:
+        raise InputError(f"{path}: cannot read ({err})") from err
+    load_weights(module, state, str(path))

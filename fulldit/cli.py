@@ -1,0 +1,191 @@
+"""The `fulldit` command: generate, info, init. Parses arguments and calls the Python API, nothing more.
+
+Bad input (a missing or malformed file, a wrong frame count, an unknown option) prints one line,
+`fulldit: error: ...`, and exits with code 2; no traceback, and no output file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fulldit.errors import InputError
+
+
+def default_checkpoint() -> Path:
+    """$FULLDIT_CHECKPOINT, else the default model shipped in the repository (checkpoints/default)."""
+    env = os.environ.get("FULLDIT_CHECKPOINT")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2 (argparse's own code, without the usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"fulldit: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' (ffmpeg's order) -> (height, width)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 128x128") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be positive")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="fulldit", description="FullDiT: video generation from any mix of conditions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    g = sub.add_parser("generate", help="generate a video (.mp4) and a preview sheet (.png)")
+    g.add_argument("--prompt", default="", help="text prompt")
+    g.add_argument("--camera", metavar="FILE", help="camera path: RealEstate10K/CameraCtrl .txt or .json")
+    g.add_argument("--reference", metavar="IMG", action="append", default=[], help="identity reference image (repeat)")
+    g.add_argument(
+        "--depth",
+        metavar="VIDEO",
+        help="depth: .npy/.npz (metric), a folder of 16-bit PNGs, or a video of relative inverse depth (bright = near)",
+    )
+    g.add_argument("--first-frame", metavar="IMG", help="first frame (image-to-video)")
+    g.add_argument("--prefix", metavar="VIDEO", help="prefix frames to continue (video prediction)")
+    g.add_argument("--last-frame", metavar="IMG", help="last frame (interpolation with --first-frame)")
+    g.add_argument("--frames", type=int, help="number of frames (default: the checkpoint's)")
+    g.add_argument(
+        "--size", type=parse_size, metavar="WxH", help="frame size, e.g. 128x128 (default: the checkpoint's)"
+    )
+    g.add_argument("--steps", type=int, help="denoising steps")
+    g.add_argument("--guidance", type=float, help="condition guidance scale (1 = off)")
+    g.add_argument("--text-guidance", type=float, help="text guidance scale (1 = off)")
+    g.add_argument("--shift", type=float, help="sampling timestep shift")
+    g.add_argument("--seed", type=int, help="random seed")
+    g.add_argument("--fps", type=float, help="frame rate of the written video")
+    g.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    g.add_argument(
+        "-o", "--output", metavar="OUT.mp4", default="output.mp4", help="output video; the preview is OUT.png"
+    )
+
+    i = sub.add_parser("info", help="describe a checkpoint directory")
+    i.add_argument("checkpoint", metavar="DIR", nargs="?", help="checkpoint directory (default: the shipped model)")
+
+    n = sub.add_parser("init", help="write a randomly initialised checkpoint for a config (a starting point)")
+    n.add_argument("--config", metavar="YAML", required=True, help="config file, e.g. configs/tiny.yaml")
+    n.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="storage type of the weights")
+    n.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.layers=4")
+    return parser
+
+
+def _check_file(path: str | None) -> None:
+    if path is not None and not Path(path).exists():
+        raise InputError(f"{path}: no such file")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from fulldit.cameras import load_camera
+    from fulldit.generate import Pipeline, Request
+    from fulldit.preview import condition_thumbnails
+    from fulldit.video_io import depth_is_inverse, read_depth, read_image, read_video, write_preview, write_video
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"{out}: the output must be an .mp4 file")
+    for p in [args.camera, args.depth, args.first_frame, args.prefix, args.last_frame, *args.reference]:
+        _check_file(p)  # fail on a missing file before loading the model
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    pipe = Pipeline.from_pretrained(ckpt, device=args.device)
+    height, width = args.size or (None, None)
+    req = Request(
+        prompt=args.prompt,
+        camera=load_camera(args.camera) if args.camera else None,
+        references=[read_image(p) for p in args.reference],
+        depth=read_depth(args.depth) if args.depth else None,
+        depth_is_disparity=bool(args.depth) and depth_is_inverse(args.depth),
+        first_frame=read_image(args.first_frame) if args.first_frame else None,
+        prefix=read_video(args.prefix) if args.prefix else None,
+        last_frame=read_image(args.last_frame) if args.last_frame else None,
+        frames=args.frames,
+        height=height,
+        width=width,
+        steps=args.steps,
+        guidance=args.guidance,
+        text_guidance=args.text_guidance,
+        shift=args.shift,
+        seed=args.seed,
+        sources={"camera": args.camera or "", "depth": args.depth or "", "prefix": args.prefix or ""},
+    )
+    video = pipe.generate(req, progress=True)
+    write_video(out, video, fps=args.fps or pipe.config.sample.fps)
+    write_preview(out.with_suffix(".png"), video, condition_thumbnails(req))
+    print(f"wrote {out} ({video.shape[0]} frames, {video.shape[3]}x{video.shape[2]}) and {out.with_suffix('.png')}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from fulldit.checkpoint import load_state, read_config
+
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    cfg = read_config(ckpt)
+    state = load_state(ckpt)
+    m, s = cfg.model, cfg.sample
+    params = sum(v.numel() for v in state.values())
+    cond_params = sum(v.numel() for k, v in state.items() if k.startswith("conditions."))
+    card = ckpt / "README.md"
+    print(f"checkpoint   {ckpt}")
+    print(
+        f"transformer  {params / 1e6:.2f}M parameters ({cond_params / 1e6:.2f}M in condition modules), "
+        f"dim {m.dim}, {m.layers} layers, {m.heads} heads x {m.head_dim}, ffn {m.ffn_dim}, patch {tuple(m.patch)}"
+    )
+    print(f"attention    {m.attention}")
+    print(f"conditions   {', '.join(m.conditions) or 'none'} (camera: {m.camera.mode}) + frames (first/prefix/last)")
+    print(
+        f"codec        {cfg.codec.kind}"
+        + (f" stride {tuple(cfg.codec.stride)}" if cfg.codec.kind == "pixel" else f" from {cfg.codec.path}")
+    )
+    print(f"text         {cfg.text.kind}" + (f" from {cfg.text.path}" if cfg.text.path else f", width {cfg.text.dim}"))
+    print(f"flow         predicts {cfg.flow.prediction}")
+    print(
+        f"defaults     {s.frames} frames at {s.width}x{s.height}, {s.steps} steps, shift {s.shift}, "
+        f"guidance {s.guidance} / text {s.text_guidance}"
+    )
+    if card.is_file():
+        print(f"model card   {card}")
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    import torch
+
+    from fulldit.config import load_config
+    from fulldit.generate import Pipeline
+
+    cfg = load_config(args.config, args.overrides)
+    torch.manual_seed(args.seed)
+    pipe = Pipeline.from_config(cfg)
+    pipe.save_pretrained(args.out, dtype=getattr(torch, args.dtype))
+    print(f"wrote {args.out}: {pipe.model.num_params() / 1e6:.2f}M parameters, randomly initialised (seed {args.seed})")
+
+
+COMMANDS = {"generate": cmd_generate, "info": cmd_info, "init": cmd_init}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except InputError as err:
+        sys.stderr.write(f"fulldit: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("fulldit: interrupted\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

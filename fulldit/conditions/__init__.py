@@ -1,0 +1,88 @@
+"""Conditions: each one a small module that turns its input into a `Segment` of tokens.
+
+A condition module receives a `ConditionInput` — a batch-first tensor in the layout that condition
+documents, and `present`, which says per sample (or per item, for several references) whether the
+condition is given — and returns a `Segment` whose mask hides the tokens of absent ones. The model
+never branches on condition names: it tokenizes what it is given and packs it (sequence.py).
+
+`CONDITIONS` is the only registry. Frame conditions (first/prefix/last/key frames) are not tokens:
+they replace noisy latent frames with clean ones (frames.py, STIV), so they live in the sampler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from fulldit.errors import InputError
+
+if TYPE_CHECKING:
+    from fulldit.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The video's token grid after patchify: t latent-frame groups x h x w, and the patch size."""
+
+    t: int
+    h: int
+    w: int
+    patch: tuple[int, int, int]
+
+    @property
+    def tokens(self) -> int:
+        return self.t * self.h * self.w
+
+
+@dataclass
+class ConditionInput:
+    """A condition's tensor for a batch and which samples (B,) or items (B, N) have it."""
+
+    value: torch.Tensor
+    present: torch.Tensor
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ConditionInput:
+        value = self.value.to(device) if dtype is None else self.value.to(device, dtype)
+        return ConditionInput(value, self.present.to(device))
+
+
+def drop_conditions(
+    conditions: dict[str, ConditionInput], probs: dict[str, float], generator: torch.Generator | None = None
+) -> dict[str, ConditionInput]:
+    """Classifier-free-guidance dropout at training time: each sample loses each condition with its probability.
+
+    Dropping only flips `present`, so a dropped condition is masked out of attention, never replaced
+    by zeros that the model must learn to ignore.
+    """
+    out = {}
+    for name, inp in conditions.items():
+        p = probs.get(name, 0.0)
+        b = inp.present.shape[0]
+        keep = torch.rand(b, generator=generator) >= p
+        keep = keep.to(inp.present.device).view(b, *([1] * (inp.present.ndim - 1)))
+        out[name] = replace(inp, present=inp.present & keep)
+    return out
+
+
+def build_conditions(cfg: ModelConfig) -> nn.ModuleDict:
+    """One module per condition named in cfg.conditions, from the registry."""
+    unknown = [n for n in cfg.conditions if n not in CONDITIONS]
+    if unknown:
+        raise InputError(f"unknown condition(s) {unknown} in model.conditions (known: {sorted(CONDITIONS)})")
+    return nn.ModuleDict({name: CONDITIONS[name](cfg) for name in cfg.conditions})
+
+
+# The registry of token conditions; imported last because each module uses Grid/ConditionInput above.
+# "frames" is not here: first/prefix/last/key frames replace latent frames (frames.py), they add no tokens.
+from fulldit.conditions.camera import CameraCondition  # noqa: E402
+from fulldit.conditions.depth import DepthCondition  # noqa: E402
+from fulldit.conditions.reference import ReferenceCondition  # noqa: E402
+
+CONDITIONS: dict[str, type[nn.Module]] = {
+    "camera": CameraCondition,
+    "reference": ReferenceCondition,
+    "depth": DepthCondition,
+}

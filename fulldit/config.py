@@ -1,0 +1,212 @@
+"""Configuration: nested frozen dataclasses, loaded from YAML or JSON with dotted overrides.
+
+One `FullDiTConfig` describes a checkpoint completely (transformer, conditions, codec, text encoder,
+flow); it is what `config.json` in a checkpoint directory holds. Unknown keys are an error, so a typo
+in a YAML file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fulldit.codecs import CodecConfig
+from fulldit.errors import InputError
+from fulldit.text_encoders import TextEncoderConfig
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Camera condition. `tokens`: a few tokens per latent frame (FullDiT); `plucker`: dense rays on the video grid."""
+
+    mode: str = "tokens"
+    tokens_per_frame: int = 2
+    frames_per_token: int = 1  # video frames behind one token frame: codec temporal stride x model patch t
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Identity condition: 1..max_images reference images, patch tokens placed apart from the video in time."""
+
+    max_images: int = 4
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """Depth condition: a depth video encoded by the codec, patch tokens on the video's own grid."""
+
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    """Frame conditions (STIV frame replacement): training draws one mode per sample with these probabilities."""
+
+    first: float = 0.1
+    prefix: float = 0.05
+    last: float = 0.05
+    keyframes: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The transformer. Block layout and parameter names follow Wan2.1 so its weights load (issue #6)."""
+
+    in_channels: int = 48
+    patch: tuple[int, int, int] = (1, 2, 2)
+    dim: int = 384
+    layers: int = 8
+    heads: int = 3
+    ffn_dim: int = 1536
+    text_dim: int = 256
+    freq_dim: int = 256
+    eps: float = 1e-6
+    rope_theta: float = 10000.0
+    attention: str = "full"  # "full" (FullDiT) | "isolated" (FullDiT2: conditions attend only to themselves)
+    conditions: tuple[str, ...] = ("camera", "reference", "depth")
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise InputError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
+        if self.head_dim % 2:
+            raise InputError(f"model head dim {self.head_dim} must be even for rotary positions")
+        if self.attention not in ("full", "isolated"):
+            raise InputError(f"model.attention must be 'full' or 'isolated', not {self.attention!r}")
+        if self.camera.mode not in ("tokens", "plucker"):
+            raise InputError(f"model.camera.mode must be 'tokens' or 'plucker', not {self.camera.mode!r}")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Rectified flow in Wan2.1's convention: x_t = (1 - t) x0 + t noise, velocity = noise - x0, t in [0, 1]."""
+
+    prediction: str = "velocity"  # "velocity" (Wan2.1, latent codecs) | "x0" (pixel codecs, loss still on velocity)
+    timestep_sampling: str = "logit_normal"  # "logit_normal" | "uniform"
+    shift: float = 1.0  # training-time timestep shift
+    x0_min_t: float = 0.05  # "x0" prediction: velocity = (x_t - x0) / max(t, x0_min_t)
+    text_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.prediction not in ("velocity", "x0"):
+            raise InputError(f"flow.prediction must be 'velocity' or 'x0', not {self.prediction!r}")
+        if self.timestep_sampling not in ("logit_normal", "uniform"):
+            raise InputError(
+                f"flow.timestep_sampling must be 'logit_normal' or 'uniform', not {self.timestep_sampling!r}"
+            )
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Defaults for generation, stored with a checkpoint so `fulldit generate` needs no flags."""
+
+    frames: int = 16
+    height: int = 128
+    width: int = 128
+    fps: float = 8.0
+    steps: int = 25
+    shift: float = 3.0
+    guidance: float = 3.0  # condition scale
+    text_guidance: float = 3.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FullDiTConfig:
+    """Everything needed to rebuild a checkpoint: what `config.json` in a checkpoint directory holds."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Turn a JSON/YAML value into the declared field type (nested dataclasses, tuples)."""
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: expected a list, found {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if item is None and len(args) != len(value):
+            raise InputError(f"{where}: expected {len(args)} values, found {len(value)}")
+        return tuple(_convert(item or args[i], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool, float) and not isinstance(value, tp):
+        raise InputError(f"{where}: expected {tp.__name__}, found {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass `cls` from a nested dict; unknown keys are an error that names the key."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping, found {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
+    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict (tuples become lists) for JSON/YAML."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` overrides (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise InputError(f"override {item!r}: expected key=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise InputError(f"override {item!r}: {p} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = FullDiTConfig) -> Any:
+    """Load a YAML/JSON file (or defaults when `path` is None), apply dotted overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    return from_dict(cls, data, str(path) if path else "config")

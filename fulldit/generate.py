@@ -1,0 +1,263 @@
+"""Generation: conditions -> tokens -> flow sampler with multi-condition guidance -> codec.decode -> video.
+
+`Pipeline` holds the transformer, the codec and the text encoder of one checkpoint. One `generate()`
+serves every task (text-to-video, camera control, identity, depth, image-to-video, prediction,
+interpolation and any mix): the task is simply which conditions are given.
+
+Guidance generalises STIV's joint image-text CFG to all conditions with two scales, in one batched
+forward:  v = v(-,-) + s_c [v(-,c) - v(-,-)] + s_t [v(T,c) - v(-,c)], where T is the text and c the
+token conditions. With s_c = s_t = s this is STIV's JIT-CFG, v(-,-) + s [v(T,c) - v(-,-)]. Frame
+conditions are constraints (replacement), applied to every branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fulldit.cameras import CameraPath
+from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config, save_pretrained
+from fulldit.codecs import Codec, build_codec
+from fulldit.conditions import ConditionInput
+from fulldit.conditions.camera import camera_input
+from fulldit.conditions.depth import depth_video
+from fulldit.conditions.frames import is_causal, known_latents
+from fulldit.config import FullDiTConfig
+from fulldit.errors import InputError
+from fulldit.flow import euler_sample, sampling_times, to_velocity
+from fulldit.model import FullDiT
+from fulldit.text_encoders import TextEncoder, build_text_encoder
+from fulldit.video_io import resize_center_crop, resize_depth
+
+
+@dataclass
+class Request:
+    """What to generate. Images are (3, H, W) and videos (F, 3, H, W) in [0, 1]; depth is (F, H, W).
+
+    `sources` names where each condition came from (a file path), so errors can say which input is wrong.
+    """
+
+    prompt: str = ""
+    camera: CameraPath | None = None
+    references: list[torch.Tensor] = field(default_factory=list)
+    depth: torch.Tensor | None = None
+    depth_is_disparity: bool = False  # True for relative inverse depth (e.g. a Depth Anything video)
+    first_frame: torch.Tensor | None = None
+    prefix: torch.Tensor | None = None
+    last_frame: torch.Tensor | None = None
+    keyframes: dict[int, torch.Tensor] = field(default_factory=dict)
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    text_guidance: float | None = None
+    shift: float | None = None
+    seed: int | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def given_frames(self) -> dict[int, torch.Tensor]:
+        """All frame conditions as {frame index: image}; later kinds override earlier ones at the same index."""
+        frames = self.frames or 0
+        given: dict[int, torch.Tensor] = {}
+        if self.prefix is not None:
+            given.update({i: f for i, f in enumerate(self.prefix)})
+        if self.first_frame is not None:
+            given[0] = self.first_frame
+        given.update(self.keyframes)
+        if self.last_frame is not None:
+            given[frames - 1] = self.last_frame
+        return given
+
+
+def guidance_branches(has_conditions: bool, guidance: float, text_guidance: float) -> list[tuple[bool, bool, float]]:
+    """(text on, conditions on, weight) rows whose weighted sum is the guided velocity; zero weights dropped."""
+    if has_conditions:
+        rows = [(True, True, text_guidance), (False, True, guidance - text_guidance), (False, False, 1 - guidance)]
+    else:
+        rows = [(True, False, text_guidance), (False, False, 1 - text_guidance)]
+    return [r for r in rows if r[2] != 0]
+
+
+class Pipeline:
+    """A loaded checkpoint ready to generate: transformer + codec + text encoder on one device."""
+
+    def __init__(
+        self,
+        config: FullDiTConfig,
+        model: FullDiT,
+        codec: Codec,
+        text_encoder: TextEncoder,
+        device: torch.device,
+    ):
+        self.config, self.model, self.codec, self.text_encoder, self.device = config, model, codec, text_encoder, device
+
+    @classmethod
+    def from_config(cls, config: FullDiTConfig, device: str | torch.device = "cpu") -> Pipeline:
+        """A freshly initialised pipeline (random weights) for a config."""
+        device = torch.device(device)
+        model = FullDiT(config.model).to(device)
+        text_encoder = build_text_encoder(config.text, device)
+        if isinstance(text_encoder, torch.nn.Module):
+            text_encoder.to(device)
+        if text_encoder.dim != config.model.text_dim:
+            raise InputError(f"text encoder width {text_encoder.dim} != model.text_dim {config.model.text_dim}")
+        return cls(config, model, build_codec(config.codec, device), text_encoder, device)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Pipeline:
+        """Load a checkpoint directory (config.json + safetensors). bf16 on CUDA, fp32 on CPU by default."""
+        directory = Path(directory)
+        config = read_config(directory)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        pipe = cls.from_config(config, device)
+        load_weights(pipe.model, load_state(directory), str(directory))
+        if isinstance(pipe.text_encoder, torch.nn.Module):
+            load_text_weights(pipe.text_encoder, directory)
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        if dtype != torch.float32:
+            pipe.model.to_dtype(dtype)
+        pipe.model.eval()
+        return pipe
+
+    def save_pretrained(
+        self, directory: str | Path, max_shard_bytes: int = 15 * 2**20, dtype: torch.dtype | None = None
+    ) -> None:
+        """Write config.json + safetensors (see checkpoint.py); dtype=torch.bfloat16 halves the size."""
+        text = self.text_encoder if isinstance(self.text_encoder, torch.nn.Module) else None
+        save_pretrained(directory, self.config, self.model, text, max_shard_bytes, dtype)
+
+    # -- turning a request into model inputs ------------------------------------------------------
+
+    def _resolve(self, req: Request) -> Request:
+        """Fill unset fields from the checkpoint's sampling defaults and check sizes against the codec."""
+        s = self.config.sample
+        names = ["frames", "height", "width", "steps", "guidance", "text_guidance", "shift", "seed"]
+        req = replace(req, **{k: getattr(s, k) for k in names if getattr(req, k) is None})
+        if req.frames < 1 or req.height < 1 or req.width < 1:
+            raise InputError(f"frames {req.frames} at {req.width}x{req.height}: all must be positive")
+        self.codec.latent_frames(req.frames)  # InputError when the codec cannot take this many frames
+        h, w = self.codec.latent_size(req.height, req.width)
+        _, ph, pw = self.config.model.patch
+        sh, sw = self.codec.stride[1] * ph, self.codec.stride[2] * pw
+        if h % ph or w % pw:
+            raise InputError(f"size {req.height}x{req.width}: height must be a multiple of {sh}, width of {sw}")
+        if self.codec.latent_frames(req.frames) % self.config.model.patch[0]:
+            raise InputError(f"frames {req.frames}: the latent frame count must be a multiple of the patch")
+        if req.steps < 1:
+            raise InputError(f"steps must be at least 1, not {req.steps}")
+        return req
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(F, 3, H, W) in [0, 1] -> latents (C, T, h, w)."""
+        return self.codec.encode((video.permute(1, 0, 2, 3)[None] * 2 - 1).to(self.device))[0]
+
+    def condition_inputs(self, req: Request) -> dict[str, torch.Tensor]:
+        """Per-condition tensors for one sample (not batched), checked against the request."""
+        cfg, size = self.config.model, (req.height, req.width)
+        grid = self.model.grid(
+            (1, cfg.in_channels, self.codec.latent_frames(req.frames), *self.codec.latent_size(*size))
+        )
+        out: dict[str, torch.Tensor] = {}
+        wanted = {"camera": req.camera is not None, "reference": bool(req.references), "depth": req.depth is not None}
+        for name, given in wanted.items():
+            if given and name not in self.model.conditions:
+                raise InputError(
+                    f"this checkpoint has no {name} condition (it has: {', '.join(self.model.conditions)})"
+                )
+        if req.camera is not None:
+            if req.camera.num_frames != req.frames:
+                raise InputError(
+                    f"{req.sources.get('camera', 'camera')}: {req.camera.num_frames} camera poses, "
+                    f"but the video has {req.frames} frames"
+                )
+            out["camera"] = camera_input(
+                req.camera,
+                grid,
+                cfg.camera.mode,
+                cfg.camera.frames_per_token,
+                self.codec.stride[0],
+                is_causal(self.codec),
+            )
+        if req.references:
+            if len(req.references) > cfg.reference.max_images:
+                raise InputError(
+                    f"{len(req.references)} reference images, this model takes at most {cfg.reference.max_images}"
+                )
+            imgs = [resize_center_crop(img, size)[0][None] for img in req.references]
+            out["reference"] = torch.stack([self._encode(img)[:, 0] for img in imgs])  # (N, C, h, w)
+        if req.depth is not None:
+            if req.depth.shape[0] != req.frames:
+                raise InputError(
+                    f"{req.sources.get('depth', 'depth')}: {req.depth.shape[0]} depth frames, "
+                    f"but the video has {req.frames} frames"
+                )
+            vid = depth_video(resize_depth(req.depth, size), req.depth_is_disparity)  # (3, F, H, W) in [-1, 1]
+            out["depth"] = self.codec.encode(vid[None].to(self.device))[0]
+        return out
+
+    # -- sampling ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self, req: Request | None = None, progress: bool = False, use_cache: bool = True, **kwargs
+    ) -> torch.Tensor:
+        """Generate a video (F, 3, H, W) in [0, 1]. Pass a Request or its fields as keyword arguments.
+
+        use_cache: in the isolated layout, compute condition keys/values once and reuse them at every step.
+        """
+        req = self._resolve(replace(req or Request(), **kwargs))
+        cond = self.condition_inputs(req)
+        given = {i: resize_center_crop(img, (req.height, req.width))[0] for i, img in req.given_frames().items()}
+        bad = [i for i in given if not 0 <= i < req.frames]
+        if bad:
+            raise InputError(f"frame condition at index {bad[0]} is outside the {req.frames}-frame video")
+        if len(given) >= req.frames:
+            raise InputError(f"all {req.frames} frames are given: nothing to generate")
+
+        # 1. Guidance branches as one batch: rows differ in whether text and conditions are present.
+        rows = guidance_branches(bool(cond), req.guidance, req.text_guidance)
+        n = len(rows)
+        context, context_mask = self.text_encoder.encode([req.prompt if text else "" for text, _, _ in rows])
+        context, context_mask = context.to(self.device), context_mask.to(self.device)
+        on = torch.tensor([c for _, c, _ in rows], device=self.device)
+        inputs = {
+            k: ConditionInput(
+                v[None].expand(n, *v.shape), on if k != "reference" else on[:, None].expand(n, v.shape[0])
+            )
+            for k, v in cond.items()
+        }
+        weights = torch.tensor([w for _, _, w in rows], device=self.device).view(n, 1, 1, 1, 1)
+
+        # 2. Noise, frame constraints, and (isolated layout) the condition keys/values, computed once.
+        lat_t = self.codec.latent_frames(req.frames)
+        lat_h, lat_w = self.codec.latent_size(req.height, req.width)
+        shape = (1, self.config.model.in_channels, lat_t, lat_h, lat_w)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(req.seed)).to(self.device)
+        clean = known = None
+        if given:
+            clean, known = known_latents(given, req.frames, self.codec)
+            clean, known = clean[None].to(self.device), known[None].to(self.device)
+        grid = self.model.grid(shape)
+        cache = None
+        if use_cache and self.config.model.attention == "isolated" and inputs:
+            cache = self.model.condition_cache(inputs, grid, context, context_mask)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            xb, tb = x.expand(n, -1, -1, -1, -1), t.expand(n, -1)
+            out = self.model(xb, tb, context, context_mask, None if cache else inputs, cache)
+            v = to_velocity(out.float(), xb.float(), tb, self.config.flow)
+            return (v * weights).sum(0, keepdim=True)
+
+        # 3. Integrate the flow and decode.
+        times = sampling_times(req.steps, req.shift, self.device)
+        bar = tqdm(total=req.steps, desc="denoising", disable=not progress, leave=False)
+        latents = euler_sample(velocity, noise, times, clean, known, progress=lambda _: bar.update())
+        bar.close()
+        video = self.codec.decode(latents.to(self.device))[0]  # (3, F, H, W) in [-1, 1]
+        return ((video.float().permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()

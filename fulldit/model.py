@@ -1,0 +1,408 @@
+"""FullDiT: one video diffusion transformer for any mix of conditions, learned with full self-attention.
+
+Data flow (forward): patchify the noisy latents into video tokens -> tokenize each condition into a
+Segment -> pack the segments after the video tokens -> N blocks of (self-attention over the whole
+sequence, cross-attention to the text, FFN), each modulated by the timestep (AdaLN) -> keep the
+video tokens -> unpatchify.
+
+The block layout, parameter names and numerics follow Wan2.1's original release (self_attn/cross_attn
+with q,k,v,o and RMS qk-norm across heads, norm1/norm3/norm2, a 6-row modulation table per block,
+fp32 timestep embedding and modulation), so a Wan2.1 text-to-video checkpoint maps onto this model
+tensor for tensor (issue #6). What FullDiT adds:
+
+- condition tokens in the self-attention sequence, with their own 3D rotary positions (sequence.py);
+- timesteps per latent frame (STIV frame replacement: known frames carry t = 0), and condition
+  tokens modulated as clean data (t = 0), so they do not depend on the noise level;
+- two attention layouts: `full` (FullDiT: every token attends to every token) and `isolated`
+  (FullDiT2: video tokens attend to everything, each condition only to itself). In `isolated` a
+  condition's keys/values depend neither on the noisy video nor on the timestep, so
+  `condition_cache()` computes them once per generation and every denoising step reuses them.
+
+References: FullDiT (Ju et al. 2025), FullDiT2 (2025), STIV (Lin et al. 2024), Wan2.1 (2025), DiT (Peebles & Xie 2023).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from fulldit.conditions import ConditionInput, Grid, build_conditions
+from fulldit.config import ModelConfig
+from fulldit.sequence import Packed, grid_positions, pack
+
+TIMESTEP_SCALE = 1000.0  # Wan2.1 embeds t in [0, 1000]; flow time is in [0, 1]
+FP32_PARAMS = (
+    "time_embedding",
+    "time_projection",
+    "modulation",
+    "norm1",
+    "norm2",
+    "norm3",
+)  # kept fp32 in half precision
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of t (any shape) -> (*t.shape, dim), cos first, as Wan2.1 (float64 -> float32)."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, device=t.device, dtype=torch.float64) / half)
+    args = t.double()[..., None] * TIMESTEP_SCALE * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).float()
+
+
+def rope_split(head_dim: int) -> tuple[int, int, int]:
+    """Per-axis rotary dims (t, h, w) of a head, Wan2.1's split: h and w get 2*(d//6) each, t the rest."""
+    hw = 2 * (head_dim // 6)
+    return head_dim - 2 * hw, hw, hw
+
+
+def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (B, L, 1, head_dim/2) for float positions (B, L, 3), computed in float64 for accuracy."""
+    angles = []
+    for axis, d in enumerate(rope_split(head_dim)):
+        inv_freq = 1.0 / theta ** (torch.arange(0, d, 2, device=pos.device, dtype=torch.float64) / d)
+        angles.append(pos[..., axis].double()[..., None] * inv_freq)
+    a = torch.cat(angles, dim=-1)[:, :, None, :]  # (B, L, 1, head_dim/2)
+    return a.cos().float(), a.sin().float()
+
+
+def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2i], x[2i+1]) of x (B, L, H, d) by the angles in rope (Wan2.1's layout)."""
+    cos, sin = rope
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, H, d/2) each
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, L, H, d/2, 2)
+    return out.flatten(-2).type_as(x)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA on (B, L, H, d) tensors; key_mask (B, Lk) bool or None (None lets flash/cuDNN kernels run)."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Lk)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return out.transpose(1, 2)  # (B, Lq, H, d)
+
+
+def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """norm(x) * (1 + scale) + shift in fp32. x (B, N, D); shift/scale (B, G, D) for G equal groups of tokens."""
+    g = shift.shape[1]
+    y = norm(x.float()).unflatten(1, (g, -1))  # (B, G, N/G, D)
+    return (y * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2).type_as(x)
+
+
+def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + y * gate in fp32. x, y (B, N, D); gate (B, G, D) for G equal groups of tokens."""
+    g = gate.shape[1]
+    return (x.float() + (y.float().unflatten(1, (g, -1)) * gate[:, :, None]).flatten(1, 2)).type_as(x)
+
+
+class Attention(nn.Module):
+    """Multi-head attention projections with RMS qk-norm across heads (Wan2.1: q, k, v, o, norm_q, norm_k)."""
+
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def qkv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Queries, keys, values (B, L, H, d) of the tokens x (B, L, D), rotated by their positions."""
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
+        k = self.norm_k(self.k(x)).unflatten(-1, (self.heads, -1))
+        v = self.v(x).unflatten(-1, (self.heads, -1))
+        return apply_rope(q, rope), apply_rope(k, rope), v
+
+    def cross(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
+        """Cross-attention of x (B, L, D) to the text context (B, Lt, D)."""
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
+        k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))
+        v = self.v(context).unflatten(-1, (self.heads, -1))
+        return self.o(attend(q, k, v, context_mask).flatten(-2))
+
+
+@dataclass
+class StepInputs:
+    """What every block needs besides the tokens: modulation, positions, text, condition layout."""
+
+    mod_video: torch.Tensor  # (B, T, 6, D) fp32 time embedding per latent-frame group
+    mod_cond: torch.Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
+    rope_video: tuple[torch.Tensor, torch.Tensor]
+    rope_cond: tuple[torch.Tensor, torch.Tensor] | None
+    context: torch.Tensor  # (B, Lt, D)
+    context_mask: torch.Tensor | None  # (B, Lt)
+    cond_mask: torch.Tensor | None  # (B, Lc) or None when all condition tokens are real
+    cond_bounds: list[tuple[int, int]]
+    layout: str
+
+
+class Block(nn.Module):
+    """Self-attention over [video, conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout)."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.self_attn = Attention(dim, heads, eps)
+        self.norm3 = nn.LayerNorm(dim, eps=eps, elementwise_affine=True)  # Wan2.1 names the cross-attn norm norm3
+        self.cross_attn = Attention(dim, heads, eps)
+        self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+
+    def _mod(self, e: torch.Tensor) -> list[torch.Tensor]:
+        """Six (B, G, D) tables: shift, scale, gate of attention; shift, scale, gate of the FFN."""
+        return list((self.modulation + e).unbind(2))  # e: (B, G, 6, D)
+
+    def _tail(self, x: torch.Tensor, attn_out: torch.Tensor, mod: list[torch.Tensor], s: StepInputs) -> torch.Tensor:
+        """Residual of self-attention, then text cross-attention and the FFN, for one stream of tokens."""
+        _, _, gate, c_shift, c_scale, c_gate = mod
+        x = gated_residual(x, self.self_attn.o(attn_out), gate)
+        x = x + self.cross_attn.cross(self.norm3(x.float()).type_as(x), s.context, s.context_mask)
+        return gated_residual(x, self.ffn(modulate(x, self.norm2, c_shift, c_scale)), c_gate)
+
+    def cond_qkv(self, xc: torch.Tensor, s: StepInputs) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+        mod_c = self._mod(s.mod_cond)
+        return mod_c, self.self_attn.qkv(modulate(xc, self.norm1, mod_c[0], mod_c[1]), s.rope_cond)
+
+    def forward(
+        self,
+        xv: torch.Tensor,
+        xc: torch.Tensor | None,
+        s: StepInputs,
+        cached_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # 1. Queries, keys, values of the video tokens (per-frame modulation) and condition tokens (t = 0).
+        mod_v = self._mod(s.mod_video)
+        qv, kv, vv = self.self_attn.qkv(modulate(xv, self.norm1, mod_v[0], mod_v[1]), s.rope_video)  # (B, Nv, H, d)
+        nv = xv.shape[1]
+        if cached_kv is not None:  # isolated layout, condition keys/values computed once per generation
+            kc, vc = cached_kv
+            qc, mod_c = None, None
+        elif xc is not None:
+            mod_c, (qc, kc, vc) = self.cond_qkv(xc, s)  # (B, Nc, H, d)
+        else:
+            kc = vc = qc = mod_c = None
+        if kc is None:
+            return self._tail(xv, attend(qv, kv, vv, None).flatten(-2), mod_v, s), None
+
+        # 2. One attention over the whole sequence: every key is a video or a condition token.
+        k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+        key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
+        if s.layout == "full" and qc is not None:
+            out = attend(torch.cat([qv, qc], 1), k, v, key_mask).flatten(-2)  # (B, Nv + Nc, D)
+            out_v, out_c = out[:, :nv], out[:, nv:]
+        else:
+            out_v = attend(qv, k, v, key_mask).flatten(-2)  # (B, Nv, D)
+            out_c = None if qc is None else self._isolated(qc, kc, vc, s)
+
+        # 3. Residuals, text cross-attention and FFN for each stream.
+        xv = self._tail(xv, out_v, mod_v, s)
+        xc = None if out_c is None else self._tail(xc, out_c, mod_c, s)
+        return xv, xc
+
+    def _isolated(self, qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs) -> torch.Tensor:
+        """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
+        outs = []
+        for a, b in s.cond_bounds:
+            m = None if s.cond_mask is None else s.cond_mask[:, a:b]
+            if m is not None:
+                # a sample without this condition has no real key here: let its (ignored) padding rows see one
+                # padding key instead of none, so no NaN is produced that could leak into gradients
+                m = m.clone()
+                m[~m.any(1), 0] = True
+            outs.append(attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m))
+        return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
+
+
+class Head(nn.Module):
+    """Final AdaLN (shift, scale per latent frame) and linear projection to patch values (Wan2.1 layout)."""
+
+    def __init__(self, dim: int, out_features: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, out_features)
+        self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.modulation + e[:, :, None]).unbind(2)  # (B, T, D) each, e: (B, T, D)
+        return self.head(modulate(x, self.norm, shift, scale))
+
+
+class FullDiT(nn.Module):
+    """The FullDiT transformer: predicts the flow velocity (or clean sample) of noisy video latents."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        pt, ph, pw = cfg.patch
+        d = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_channels, d, kernel_size=cfg.patch, stride=cfg.patch)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.conditions = build_conditions(cfg)
+        self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.ffn_dim, cfg.eps) for _ in range(cfg.layers)])
+        self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Wan2.1's initialisation with DiT's adaLN-Zero: every block and the head start as the identity / zero."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)  # Wan2.1: xavier for every linear
+                nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))  # as a linear on flattened patches
+        nn.init.zeros_(self.patch_embedding.bias)
+        for seq in (self.text_embedding, self.time_embedding):  # Wan2.1: small normal for the embedders
+            for m in seq:
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=0.02)
+        nn.init.zeros_(self.time_projection[1].weight)  # adaLN-Zero: no shift/scale/gate from t at init,
+        nn.init.zeros_(self.time_projection[1].bias)
+        for block in self.blocks:  # and zero gates, so each block is the identity at init
+            nn.init.zeros_(block.modulation)
+        nn.init.zeros_(self.head.modulation)  # the output starts at exactly zero
+        nn.init.zeros_(self.head.head.weight)
+        nn.init.zeros_(self.head.head.bias)
+
+    def to_dtype(self, dtype: torch.dtype) -> FullDiT:
+        """Cast to `dtype` but keep timestep embedding, modulation and norms in fp32 (Wan2.1/diffusers practice)."""
+        for name, p in self.named_parameters():
+            p.data = p.data.float() if any(k in name for k in FP32_PARAMS) else p.data.to(dtype)
+        return self
+
+    def grid(self, latents_shape: torch.Size) -> Grid:
+        """The patchified token grid of latents (B, C, T, H, W)."""
+        _, _, t, h, w = latents_shape
+        pt, ph, pw = self.cfg.patch
+        return Grid(t // pt, h // ph, w // pw, self.cfg.patch)
+
+    def embed_conditions(self, conditions: dict[str, ConditionInput] | None, grid: Grid) -> Packed | None:
+        """Tokenize each condition with its own module and pack them into one segment list."""
+        unknown = set(conditions or {}) - set(self.conditions)
+        if unknown:
+            raise ValueError(
+                f"conditions {sorted(unknown)} are not part of this model (it has {list(self.conditions)})"
+            )
+        segments = [self.conditions[name](inp, grid) for name, inp in (conditions or {}).items()]
+        return pack(segments)
+
+    def step_inputs(
+        self,
+        t: torch.Tensor,
+        grid: Grid,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None,
+        packed: Packed | None,
+    ) -> tuple[StepInputs, torch.Tensor]:
+        """Timestep modulation, rotary angles and text projection shared by all blocks."""
+        b, device = context.shape[0], context.device
+        if t.ndim == 1:
+            t = t[:, None].expand(b, grid.t * grid.patch[0])
+        # per-frame timesteps: a token frame spanning several latent frames takes the noisiest one
+        t_tok = t.float().unflatten(1, (grid.t, -1)).amax(-1)  # (B, T)
+        zero = torch.zeros(b, 1, device=device)
+        with torch.autocast(device.type, enabled=False):
+            e = self.time_embedding(timestep_embedding(torch.cat([t_tok, zero], 1), self.cfg.freq_dim))  # (B, T+1, D)
+            e6 = self.time_projection(e).unflatten(-1, (6, -1))  # (B, T+1, 6, D)
+        pos_v = grid_positions(grid.t, grid.h, grid.w, device)[None].expand(b, -1, -1)
+        hd, theta = self.cfg.head_dim, self.cfg.rope_theta
+        inputs = StepInputs(
+            mod_video=e6[:, :-1],
+            mod_cond=e6[:, -1:],
+            rope_video=rope_angles(pos_v, hd, theta),
+            rope_cond=None if packed is None else rope_angles(packed.pos, hd, theta),
+            context=self.text_embedding(context.to(self.text_embedding[0].weight.dtype)),
+            context_mask=None if context_mask is None or bool(context_mask.all()) else context_mask,
+            cond_mask=None if packed is None else packed.mask,
+            cond_bounds=[] if packed is None else packed.bounds,
+            layout=self.cfg.attention,
+        )
+        return inputs, e[:, :-1]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        conditions: dict[str, ConditionInput] | None = None,
+        cache: ConditionCache | None = None,
+    ) -> torch.Tensor:
+        """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T).
+
+        context (B, Lt, text_dim) are text-encoder features, context_mask (B, Lt) marks real ones.
+        `conditions` maps condition names to their inputs; `cache` (isolated layout) replaces them.
+        """
+        grid = self.grid(x.shape)
+        pt, ph, pw = self.cfg.patch
+        # 1. Tokenize: video patches and each condition's segment, packed into one sequence.
+        xv = rearrange(self.patch_embedding(x.to(self.patch_embedding.weight.dtype)), "b d t h w -> b (t h w) d")
+        packed = None if cache is not None else self.embed_conditions(conditions, grid)
+        s, e = self.step_inputs(t, grid, context, context_mask, packed if cache is None else cache.packed)
+        xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
+        # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN.
+        for i, block in enumerate(self.blocks):
+            xv, xc = block(xv, xc, s, None if cache is None else cache.kv[i])
+        # 3. Keep the video tokens, project to patch values and unpatchify.
+        out = self.head(xv, e)  # (B, Nv, pt*ph*pw*C)
+        return rearrange(
+            out.float(), "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=grid.t, h=grid.h, pt=pt, ph=ph, pw=pw
+        )
+
+    @torch.no_grad()
+    def condition_cache(
+        self,
+        conditions: dict[str, ConditionInput],
+        grid: Grid,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> ConditionCache | None:
+        """Run the condition tokens through all blocks once and keep each block's keys/values.
+
+        Only valid in the `isolated` layout, where condition tokens never see the video or the timestep.
+        """
+        if self.cfg.attention != "isolated":
+            raise ValueError("condition caching needs model.attention = 'isolated'")
+        packed = self.embed_conditions(conditions, grid)
+        if packed is None:
+            return None
+        b = context.shape[0]
+        s, _ = self.step_inputs(
+            torch.zeros(b, grid.t * grid.patch[0], device=context.device), grid, context, context_mask, packed
+        )
+        xc, kv = packed.tokens.to(self.patch_embedding.weight.dtype), []
+        for block in self.blocks:
+            mod_c, (qc, kc, vc) = block.cond_qkv(xc, s)
+            kv.append((kc, vc))
+            xc = block._tail(xc, block._isolated(qc, kc, vc, s), mod_c, s)
+        return ConditionCache(packed=packed, kv=kv)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+@dataclass
+class ConditionCache:
+    """Per-block condition keys/values (isolated layout), reused at every denoising step of one generation."""
+
+    packed: Packed
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+
+
+def flops_per_forward(cfg: ModelConfig, video_tokens: int, cond_tokens: int, text_tokens: int, cached: bool) -> float:
+    """Matmul FLOPs of one forward (attention included), for MFU/TFLOP/s reports."""
+    d, f = cfg.dim, cfg.ffn_dim
+    n = video_tokens + (0 if cached else cond_tokens)
+    keys = video_tokens + cond_tokens
+    linear = 2 * n * (4 * d * d + 2 * d * f) + 2 * n * 2 * d * d + 2 * text_tokens * 2 * d * d
+    if cfg.attention == "isolated" or cached:
+        attn = 4 * video_tokens * keys * d + (0 if cached else 4 * cond_tokens * cond_tokens * d)
+    else:
+        attn = 4 * n * keys * d
+    cross = 4 * n * text_tokens * d
+    return float(cfg.layers * (linear + attn + cross))

@@ -1,0 +1,180 @@
+"""The transformer: shapes, adaLN-Zero, rotary positions, condition effects, padding and cache invariance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fulldit.conditions import ConditionInput
+from fulldit.config import CameraConfig
+from fulldit.model import FullDiT, apply_rope, rope_angles, rope_split
+from tests.conftest import randomize, tiny_model_config
+
+B, C, T, H, W = 2, 12, 4, 8, 8
+
+
+def inputs(seed: int = 0, b: int = B) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, C, T, H, W, generator=g), torch.rand(b, generator=g), torch.randn(b, 5, 16, generator=g)
+
+
+def conditions(seed: int = 1, b: int = B, plucker: bool = False) -> dict[str, ConditionInput]:
+    g = torch.Generator().manual_seed(seed)
+    yes = torch.ones(b, dtype=torch.bool)
+    cam = torch.randn(b, T, 4, 4, 6, generator=g) if plucker else torch.randn(b, T, 16, generator=g)
+    return {
+        "camera": ConditionInput(cam, yes),
+        "reference": ConditionInput(torch.randn(b, 2, C, H, W, generator=g), torch.ones(b, 2, dtype=torch.bool)),
+        "depth": ConditionInput(torch.randn(b, C, T, H, W, generator=g), yes),
+    }
+
+
+def model(attention: str = "full", **kw) -> FullDiT:
+    torch.manual_seed(0)
+    return randomize(FullDiT(tiny_model_config(attention=attention, **kw))).eval()
+
+
+def test_output_shape_and_adaln_zero_init() -> None:
+    m = FullDiT(tiny_model_config())
+    x, t, ctx = inputs()
+    out = m(x, t, ctx, None, conditions())
+    assert out.shape == x.shape
+    assert torch.count_nonzero(out) == 0  # adaLN-Zero: the head and every gate start at zero
+
+
+def test_rope_split_matches_wan() -> None:
+    assert rope_split(128) == (44, 42, 42)
+    assert sum(rope_split(64)) == 64 and all(d % 2 == 0 for d in rope_split(64))
+
+
+def test_rope_is_relative() -> None:
+    """q.k after rotation depends only on the position difference, on every axis."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 64, generator=g), torch.randn(1, 1, 1, 64, generator=g)
+    d = 64
+
+    def score(pq: list[float], pk: list[float]) -> float:
+        rq = apply_rope(q, rope_angles(torch.tensor([[pq]]), d, 10000.0))
+        rk = apply_rope(k, rope_angles(torch.tensor([[pk]]), d, 10000.0))
+        return float((rq * rk).sum())
+
+    assert score([1, 2, 3], [4, 6, 8]) == pytest.approx(score([11, -3, 0], [14, 1, 5]), abs=1e-4)
+    assert score([0, 0, 0], [0, 0, 1]) != pytest.approx(score([0, 0, 0], [0, 0, 2]), abs=1e-4)
+    rq = apply_rope(q, rope_angles(torch.tensor([[[3.0, -2.0, 5.5]]]), d, 10000.0))
+    assert rq.norm() == pytest.approx(q.norm(), rel=1e-5)  # a rotation
+
+
+@pytest.mark.parametrize("attention", ["full", "isolated"])
+@pytest.mark.parametrize("name", ["camera", "reference", "depth", "camera-plucker"])
+def test_each_condition_changes_the_output(attention: str, name: str) -> None:
+    plucker = name == "camera-plucker"
+    m = model(attention, camera=CameraConfig(mode="plucker" if plucker else "tokens", frames_per_token=1))
+    x, t, ctx = inputs()
+    cond = {name.split("-")[0]: conditions(plucker=plucker)[name.split("-")[0]]}
+    base = m(x, t, ctx)
+    with_cond = m(x, t, ctx, None, cond)
+    other = {k: ConditionInput(v.value.flip(0) + 1, v.present) for k, v in cond.items()}
+    assert (with_cond - base).abs().mean() > 1e-3 * base.abs().mean()
+    assert (m(x, t, ctx, None, other) - with_cond).abs().mean() > 1e-3 * base.abs().mean()  # the value matters too
+
+
+@pytest.mark.parametrize("attention", ["full", "isolated"])
+def test_absent_condition_equals_no_condition(attention: str) -> None:
+    """present=False masks a condition out: same output as not passing it (never zeros to ignore)."""
+    m = model(attention)
+    x, t, ctx = inputs()
+    cond = conditions()
+    absent = {k: ConditionInput(v.value, torch.zeros_like(v.present)) for k, v in cond.items()}
+    torch.testing.assert_close(m(x, t, ctx, None, absent), m(x, t, ctx), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["full", "isolated"])
+def test_padding_does_not_change_outputs(attention: str) -> None:
+    """Sample 0 with 1 reference and no depth, batched with a sample that has 2 references and depth."""
+    m = model(attention)
+    x, t, ctx = inputs()
+    cond = conditions()
+    alone = {
+        "camera": ConditionInput(cond["camera"].value[:1], cond["camera"].present[:1]),
+        "reference": ConditionInput(cond["reference"].value[:1, :1], torch.ones(1, 1, dtype=torch.bool)),
+    }
+    out_alone = m(x[:1], t[:1], ctx[:1], None, alone)
+    ref_present = torch.tensor([[True, False], [True, True]])
+    padded = {
+        "camera": cond["camera"],
+        "reference": ConditionInput(cond["reference"].value, ref_present),
+        "depth": ConditionInput(cond["depth"].value, torch.tensor([False, True])),
+    }
+    out_batch = m(x, t, ctx, None, padded)
+    torch.testing.assert_close(out_batch[:1], out_alone, atol=1e-5, rtol=1e-4)
+    # text padding too: extra masked context tokens leave the output unchanged
+    ctx_pad = torch.cat([ctx[:1], torch.randn(1, 3, 16)], 1)
+    mask = torch.tensor([[True] * 5 + [False] * 3])
+    torch.testing.assert_close(m(x[:1], t[:1], ctx_pad, mask, alone), out_alone, atol=1e-5, rtol=1e-4)
+
+
+def test_padding_rows_stay_finite_and_gradients_clean() -> None:
+    """A sample without a condition must not produce NaN anywhere (forward or backward)."""
+    m = model("isolated")
+    m.train()
+    x, t, ctx = inputs()
+    cond = conditions()
+    cond["depth"] = ConditionInput(cond["depth"].value, torch.tensor([True, False]))
+    cond["reference"] = ConditionInput(cond["reference"].value, torch.tensor([[False, False], [True, False]]))
+    m(x, t, ctx, None, cond).square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_isolated_cache_equals_uncached() -> None:
+    m = model("isolated")
+    x, t, ctx = inputs()
+    cond = conditions()
+    cache = m.condition_cache(cond, m.grid(x.shape), ctx)
+    assert cache is not None and cache.nbytes() > 0
+    torch.testing.assert_close(m(x, t, ctx, None, cache=cache), m(x, t, ctx, None, cond), atol=1e-5, rtol=1e-5)
+    x2, t2, _ = inputs(seed=5)  # the same cache serves every later step
+    torch.testing.assert_close(m(x2, t2, ctx, None, cache=cache), m(x2, t2, ctx, None, cond), atol=1e-5, rtol=1e-5)
+
+
+def test_isolated_conditions_ignore_the_video_but_full_ones_do_not() -> None:
+    """In `isolated` a condition's keys/values are independent of the noisy video; in `full` they are not."""
+    for attention, independent in [("isolated", True), ("full", False)]:
+        m = model(attention)
+        x, t, ctx = inputs()
+        cond = conditions()
+        packed = m.embed_conditions(cond, m.grid(x.shape))
+        block = m.blocks[1]
+        seen = []
+        hook = block.self_attn.k.register_forward_hook(lambda mod, inp, out, seen=seen: seen.append(out))
+        for xi in (x, x + 1):
+            m(xi, t, ctx, None, cond)
+        hook.remove()
+        nc = packed.length
+        kc = [s for s in seen if s.shape[1] == nc]  # the condition stream's keys, one per forward
+        assert len(kc) == 2
+        assert torch.allclose(kc[0], kc[1]) == independent
+
+
+def test_per_frame_timesteps() -> None:
+    m = model()
+    x, t, ctx = inputs()
+    torch.testing.assert_close(m(x, t, ctx), m(x, t[:, None].expand(B, T), ctx))
+    t_frames = t[:, None].expand(B, T).clone()
+    t_frames[:, 0] = 0
+    assert not torch.allclose(m(x, t_frames, ctx), m(x, t, ctx))
+
+
+def test_to_dtype_keeps_modulation_fp32() -> None:
+    m = FullDiT(tiny_model_config()).to_dtype(torch.bfloat16)
+    assert m.blocks[0].modulation.dtype == torch.float32
+    assert m.time_embedding[0].weight.dtype == torch.float32
+    assert m.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
+    x, t, ctx = inputs()
+    assert m(x, t, ctx, None, conditions()).dtype == torch.float32
+
+
+def test_unknown_condition_is_an_error() -> None:
+    m = FullDiT(tiny_model_config(conditions=("camera",)))
+    x, t, ctx = inputs()
+    with pytest.raises(ValueError, match="depth"):
+        m(x, t, ctx, None, {"depth": conditions()["depth"]})

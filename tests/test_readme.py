@@ -1,0 +1,25 @@
+"""The README's two commands stay the ones that CI and users run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bash_blocks() -> list[str]:
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_cmd = bash_blocks()[1]
+    ci_lines = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert test_cmd in ci_lines
+
+
+def test_main_command_files_exist() -> None:
+    main_cmd = bash_blocks()[0]
+    assert "fulldit generate" in main_cmd
+    for path in re.findall(r"(examples/\S+)", main_cmd):
+        assert (ROOT / path).is_file(), path
