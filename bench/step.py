@@ -62,12 +62,14 @@ def condition_mix(names: list[str], lat: tuple[int, int, int], cfg: ModelConfig,
     return out
 
 
-def peer_step(cfg: ModelConfig, lat: tuple[int, int, int], text_tokens: int, device, dtype, warmup, repeat) -> float:
-    """diffusers' WanTransformer3DModel at the same shapes (text only), or NaN when diffusers is missing."""
+def peer_step(
+    cfg: ModelConfig, lat: tuple[int, int, int], text_tokens: int, device, dtype, warmup, repeat
+) -> tuple[float, list[tuple[str, float]]]:
+    """diffusers' WanTransformer3DModel at the same shapes (text only): seconds and top kernels (NaN without it)."""
     try:
         from diffusers import WanTransformer3DModel
     except ImportError:
-        return float("nan")
+        return float("nan"), []
     peer = (
         WanTransformer3DModel(
             patch_size=cfg.patch,
@@ -83,11 +85,17 @@ def peer_step(cfg: ModelConfig, lat: tuple[int, int, int], text_tokens: int, dev
         .to(device, dtype)
         .eval()
     )
+    for name, param in peer.named_parameters():  # as diffusers' from_pretrained(torch_dtype=...) keeps them
+        if any(k in name for k in peer._keep_in_fp32_modules):
+            param.data = param.data.float()
     x = torch.randn(1, cfg.in_channels, *lat, device=device, dtype=dtype)
     ctx = torch.randn(1, text_tokens, cfg.text_dim, device=device, dtype=dtype)
     ts = torch.tensor([500.0], device=device)
+    step = partial(peer, x, ts, ctx, return_dict=False)
     with torch.no_grad():
-        return timed(partial(peer, x, ts, ctx, return_dict=False), warmup, repeat, device)
+        sec = timed(step, warmup, repeat, device)
+        kernels = top_kernels(step) if device.type == "cuda" else []
+    return sec, kernels
 
 
 def top_kernels(fn, n: int = 8) -> list[tuple[str, float]]:
@@ -102,6 +110,21 @@ def top_kernels(fn, n: int = 8) -> list[tuple[str, float]]:
         if e.device_type.name == "CUDA":
             totals[e.name] = totals.get(e.name, 0.0) + e.device_time_total / 1e3
     return sorted(totals.items(), key=lambda kv: -kv[1])[:n]
+
+
+def config_r(args: argparse.Namespace, attention: str) -> ModelConfig:
+    """Wan2.1-1.3B shapes (or the sizes given on the command line), camera as 2 tokens per latent frame."""
+    return ModelConfig(
+        in_channels=16,
+        patch=(1, 2, 2),
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        ffn_dim=args.ffn,
+        text_dim=4096,
+        attention=attention,
+        camera=CameraConfig(mode="tokens", tokens_per_frame=2, frames_per_token=4),
+    )
 
 
 def main() -> None:
@@ -131,19 +154,9 @@ def main() -> None:
         "+ depth": ["depth"],
         "+ all": ["camera", "reference", "depth"],
     }
-    rows, base = [], {}
+    rows, base, profiles = [], {}, {}
     for layout in ["full", "isolated", "isolated+cache"]:
-        cfg = ModelConfig(
-            in_channels=16,
-            patch=(1, 2, 2),
-            dim=args.dim,
-            layers=args.layers,
-            heads=args.heads,
-            ffn_dim=args.ffn,
-            text_dim=4096,
-            attention=layout.split("+")[0],
-            camera=CameraConfig(mode="tokens", tokens_per_frame=2, frames_per_token=4),
-        )
+        cfg = config_r(args, attention=layout.split("+")[0])
         torch.manual_seed(0)
         model = FullDiT(cfg).to(device).to_dtype(dtype).eval()
         x = torch.randn(1, 16, *lat, device=device, dtype=dtype)
@@ -179,25 +192,17 @@ def main() -> None:
                 )
             )
             print(f"  {layout:15s} {mix:16s} {sec:8.3f} s", flush=True)
-            if device.type == "cuda" and layout == "full" and mix == "+ all":
+            if device.type == "cuda" and layout == "full" and mix in ("text only", "+ all"):
                 with torch.no_grad():
-                    kernels = top_kernels(step)
+                    profiles[f"ours, full, {mix}"] = top_kernels(step)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
     peer = {}
     if not args.no_peer:
-        peer["text only"] = peer_step(
-            ModelConfig(
-                in_channels=16,
-                patch=(1, 2, 2),
-                dim=args.dim,
-                layers=args.layers,
-                heads=args.heads,
-                ffn_dim=args.ffn,
-                text_dim=4096,
-            ),
+        peer["text only"], profiles["diffusers, text only"] = peer_step(
+            config_r(args, attention="full"),
             lat,
             args.text_tokens,
             device,
@@ -228,8 +233,8 @@ def main() -> None:
             f"| {r['layout']} | {r['mix']} | {r['video_tokens']:,} | {r['cond_tokens']:,} | {r['seconds']:.3f} | "
             f"{r['vs_text_only']:.2f} | {r['tflops']:.0f} | {r['peak_gib']:.1f} | {r['cache_mib']:.0f} |"
         )
-    if device.type == "cuda":
-        print("\ntop CUDA kernels of one step, full layout, all conditions (ms):")
+    for what, kernels in profiles.items():
+        print(f"\ntop CUDA kernels of one step, {what} (ms):")
         for k, ms in kernels:
             print(f"  {ms:9.1f}  {k[:110]}")
     if peer:

@@ -70,11 +70,16 @@ def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.T
 
 
 def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2i], x[2i+1]) of x (B, L, H, d) by the angles in rope (Wan2.1's layout)."""
+    """Rotate interleaved pairs (x[2i], x[2i+1]) of x (B, L, H, d) by the angles in rope (Wan2.1's layout).
+
+    The products run in fp32 (cos/sin are fp32) and are stored straight into x's dtype: no fp32 copy of x.
+    """
     cos, sin = rope
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, H, d/2) each
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, L, H, d/2, 2)
-    return out.flatten(-2).type_as(x)
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, H, d/2) each, strided views
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
@@ -87,14 +92,21 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Te
 def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """norm(x) * (1 + scale) + shift in fp32. x (B, N, D); shift/scale (B, G, D) for G equal groups of tokens."""
     g = shift.shape[1]
+    if g == 1:  # one table for all tokens: a plain broadcast, which runs vectorised
+        return (norm(x.float()) * (1 + scale) + shift).type_as(x)
     y = norm(x.float()).unflatten(1, (g, -1))  # (B, G, N/G, D)
     return (y * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2).type_as(x)
 
 
 def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """x + y * gate in fp32. x, y (B, N, D); gate (B, G, D) for G equal groups of tokens."""
+    """x + y * gate, accumulated in fp32 (gate is fp32, so type promotion does it without extra copies).
+
+    x, y (B, N, D); gate (B, G, D) for G equal groups of tokens.
+    """
     g = gate.shape[1]
-    return (x.float() + (y.float().unflatten(1, (g, -1)) * gate[:, :, None]).flatten(1, 2)).type_as(x)
+    if g == 1:
+        return (x + y * gate).type_as(x)
+    return (x + (y.unflatten(1, (g, -1)) * gate[:, :, None]).flatten(1, 2)).type_as(x)
 
 
 class Attention(nn.Module):
@@ -126,7 +138,7 @@ class Attention(nn.Module):
 class StepInputs:
     """What every block needs besides the tokens: modulation, positions, text, condition layout."""
 
-    mod_video: torch.Tensor  # (B, T, 6, D) fp32 time embedding per latent-frame group
+    mod_video: torch.Tensor  # (B, G, 6, D) fp32 time embedding per token-frame group (G = 1 when all times agree)
     mod_cond: torch.Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
     rope_video: tuple[torch.Tensor, torch.Tensor]
     rope_cond: tuple[torch.Tensor, torch.Tensor] | None
@@ -225,7 +237,7 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        shift, scale = (self.modulation + e[:, :, None]).unbind(2)  # (B, T, D) each, e: (B, T, D)
+        shift, scale = (self.modulation + e[:, :, None]).unbind(2)  # (B, G, D) each, e: (B, G, D)
         return self.head(modulate(x, self.norm, shift, scale))
 
 
@@ -302,6 +314,8 @@ class FullDiT(nn.Module):
             t = t[:, None].expand(b, grid.t * grid.patch[0])
         # per-frame timesteps: a token frame spanning several latent frames takes the noisiest one
         t_tok = t.float().unflatten(1, (grid.t, -1)).amax(-1)  # (B, T)
+        if bool((t_tok == t_tok[:, :1]).all()):  # one time for every frame: one modulation table (faster)
+            t_tok = t_tok[:, :1]
         zero = torch.zeros(b, 1, device=device)
         with torch.autocast(device.type, enabled=False):
             e = self.time_embedding(timestep_embedding(torch.cat([t_tok, zero], 1), self.cfg.freq_dim))  # (B, T+1, D)

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from fulldit.dtypes import parse_dtype
 from fulldit.errors import InputError
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 BOS, EOS = 256, 257  # byte tokens are 0..255; padded positions hold 0 but are masked out everywhere
 BYTE_VOCAB = 258
 
@@ -45,12 +45,6 @@ class TextEncoderConfig:
     # (Wan cross-attends to the zero padding). Set True for Wan checkpoints.
     pad_to_max_length: bool = False
     dtype: str = "float32"
-
-
-def parse_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise InputError(f"dtype {name!r}: expected one of {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def check_prompts(prompts: list[str]) -> None:

@@ -12,15 +12,8 @@ from pathlib import Path
 
 import torch
 
+from fulldit.dtypes import parse_dtype
 from fulldit.errors import InputError
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def parse_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise InputError(f"dtype {name!r}: expected one of {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def find_vae_dir(path: str | os.PathLike) -> Path:
