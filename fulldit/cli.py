@@ -1,4 +1,4 @@
-"""The `fulldit` command: generate, info, init. Parses arguments and calls the Python API, nothing more.
+"""The `fulldit` command: generate, info, init, synth. Parses arguments and calls the Python API, nothing more.
 
 Bad input (a missing or malformed file, a wrong frame count, an unknown option) prints one line,
 `fulldit: error: ...`, and exits with code 2; no traceback, and no output file is left behind.
@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="storage type of the weights")
     n.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.layers=4")
+    y = sub.add_parser("synth", help="render synthetic clips into a dataset folder, or the FullBench-Synth split")
+    y.add_argument("--out", metavar="DIR", required=True, help="output folder (new or empty)")
+    y.add_argument("--n", type=int, default=64, help="number of clips (ignored with --bench)")
+    y.add_argument("--seed", type=int, default=0, help="first seed; clip i has seed SEED + i")
+    y.add_argument("--frames", type=int, default=16)
+    y.add_argument("--size", type=parse_size, metavar="WxH", default=(128, 128), help="frame size (default 128x128)")
+    y.add_argument("--references", type=int, default=2, choices=[1, 2], help="reference images per object")
+    y.add_argument("--fps", type=float, default=8.0)
+    y.add_argument("--device", default=None, help="render on cpu or cuda (default: cuda when available)")
+    y.add_argument("--bench", action="store_true", help="write FullBench-Synth (fixed seeds never used in training)")
+    y.add_argument("--cases", type=int, default=32, help="--bench: cases per condition combination")
+    y.add_argument("--combos", nargs="+", metavar="COMBO", help="--bench: only these combinations")
     return parser
 
 
@@ -171,7 +183,41 @@ def cmd_init(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {pipe.model.num_params() / 1e6:.2f}M parameters, randomly initialised (seed {args.seed})")
 
 
-COMMANDS = {"generate": cmd_generate, "info": cmd_info, "init": cmd_init}
+def cmd_synth(args: argparse.Namespace) -> None:
+    import torch
+
+    from fulldit.data.synth import write_bench, write_dataset
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    h, w = args.size
+    if args.bench:
+        out = write_bench(
+            args.out,
+            cases=args.cases,
+            frames=args.frames,
+            height=h,
+            width=w,
+            device=device,
+            combos=args.combos,
+            fps=args.fps,
+        )
+        print(f"wrote FullBench-Synth to {out} (bench.json, manifest.jsonl, contact_sheet.png)")
+    else:
+        out = write_dataset(
+            args.out,
+            n=args.n,
+            seed=args.seed,
+            frames=args.frames,
+            height=h,
+            width=w,
+            device=device,
+            references_per_object=args.references,
+            fps=args.fps,
+        )
+        print(f"wrote {args.n} clips to {out} (manifest.jsonl, contact_sheet.png)")
+
+
+COMMANDS = {"generate": cmd_generate, "info": cmd_info, "init": cmd_init, "synth": cmd_synth}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,173 @@
+"""`fulldit synth`: write synthetic clips as a dataset folder, and the FullBench-Synth benchmark split.
+
+FullBench-Synth (`BENCH_VERSION`) is a fixed, versioned test set: for each condition combination of FullBench
+(camera; identity; depth; their pairs; all three) plus first-frame (image-to-video) and prefix (video
+prediction), `cases` clips rendered from seeds at or above `BENCH_SEED_BASE`, which training never uses. The
+folder is an ordinary dataset folder (formats.py) plus `bench.json`, which lists every case: its id, its
+combination, the conditions it gives, and its seed. Text (the caption) is given in every case.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import torch
+
+from fulldit.atomic import atomic_path
+from fulldit.data import Clip
+from fulldit.data.formats import ManifestWriter, write_clip
+from fulldit.data.stream import BENCH_SEED_BASE
+from fulldit.data.world import render_batch
+from fulldit.errors import InputError
+from fulldit.video_io import depth_to_rgb
+
+BENCH_VERSION = "fullbench-synth/1"
+COMBOS: dict[str, tuple[str, ...]] = {
+    "camera": ("camera",),
+    "identity": ("reference",),
+    "depth": ("depth",),
+    "camera+identity": ("camera", "reference"),
+    "camera+depth": ("camera", "depth"),
+    "identity+depth": ("reference", "depth"),
+    "camera+identity+depth": ("camera", "reference", "depth"),
+    "first-frame": ("first_frame",),
+    "prefix": ("prefix",),
+}
+SEEDS_PER_COMBO = 10**6
+
+
+def bench_seed(combo: str, case: int) -> int:
+    """The fixed seed of a benchmark case: above every training seed, stable across versions of the list."""
+    return BENCH_SEED_BASE + list(COMBOS).index(combo) * SEEDS_PER_COMBO + case
+
+
+def _empty_dir(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: directory exists and is not empty; choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _thumb(image: torch.Tensor, size: int) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (size, size * W / H, 3) uint8."""
+    h, w = image.shape[1:]
+    img = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return np.asarray(PIL.Image.fromarray(img).resize((max(1, round(size * w / h)), size), PIL.Image.BILINEAR))
+
+
+def contact_sheet(clips: list[Clip], frames_per_clip: int = 5, size: int = 96) -> PIL.Image.Image:
+    """One row per clip: evenly spaced frames, the depth of frame 0, the references, and the caption."""
+    rows = []
+    for clip in clips:
+        idx = np.linspace(0, clip.num_frames - 1, min(frames_per_clip, clip.num_frames)).round().astype(int)
+        tiles = [_thumb(clip.video[i], size) for i in idx]
+        if clip.depth is not None:
+            tiles.append(_thumb(depth_to_rgb(clip.depth[0]), size))
+        tiles += [_thumb(r, size) for r in clip.references]
+        row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
+        rows.append((row, clip.caption))
+    width = max(r.shape[1] for r, _ in rows)
+    sheet = PIL.Image.new("RGB", (width, len(rows) * (size + 18)), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    for k, (row, caption) in enumerate(rows):
+        y = k * (size + 18)
+        sheet.paste(PIL.Image.fromarray(row), (0, y))
+        draw.text((2, y + size + 3), caption[: width // 6], fill=(0, 0, 0))
+    return sheet
+
+
+def _save_sheet(clips: list[Clip], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        contact_sheet(clips).save(tmp, format="PNG")
+
+
+def write_dataset(
+    out: str | Path,
+    n: int,
+    seed: int = 0,
+    frames: int = 16,
+    height: int = 128,
+    width: int = 128,
+    device: str = "cpu",
+    references_per_object: int = 2,
+    fps: float = 8.0,
+    batch: int = 8,
+) -> Path:
+    """Render clips with seeds seed .. seed + n - 1 into a dataset folder, plus contact_sheet.png."""
+    out = Path(out)
+    if n < 1 or seed < 0 or seed + n > BENCH_SEED_BASE:
+        raise InputError(f"--n {n} --seed {seed}: need n >= 1 and seeds in [0, {BENCH_SEED_BASE})")
+    _empty_dir(out)
+    sheet: list[Clip] = []
+    with ManifestWriter(out) as manifest:
+        for start in range(0, n, batch):
+            seeds = list(range(seed + start, seed + min(n, start + batch)))
+            clips = render_batch(
+                seeds,
+                frames=frames,
+                height=height,
+                width=width,
+                device=device,
+                references_per_object=references_per_object,
+            )
+            for s, clip in zip(seeds, clips):
+                manifest.add(write_clip(out, clip, f"{s:09d}", fps=fps))
+            sheet += clips[: max(0, 8 - len(sheet))]
+    _save_sheet(sheet, out / "contact_sheet.png")
+    return out
+
+
+def write_bench(
+    out: str | Path,
+    cases: int = 32,
+    frames: int = 16,
+    height: int = 128,
+    width: int = 128,
+    device: str = "cpu",
+    combos: list[str] | None = None,
+    fps: float = 8.0,
+    batch: int = 8,
+) -> Path:
+    """Write FullBench-Synth: `cases` clips for each condition combination, and bench.json (written last)."""
+    out = Path(out)
+    combos = list(COMBOS) if not combos else combos
+    unknown = [c for c in combos if c not in COMBOS]
+    if unknown:
+        raise InputError(f"unknown combination(s) {unknown}; known: {', '.join(COMBOS)}")
+    if not 1 <= cases <= SEEDS_PER_COMBO:
+        raise InputError(f"--cases {cases}: must be between 1 and {SEEDS_PER_COMBO}")
+    _empty_dir(out)
+    listing, sheet = [], []
+    with ManifestWriter(out) as manifest:
+        for combo in combos:
+            for start in range(0, cases, batch):
+                ids = list(range(start, min(cases, start + batch)))
+                seeds = [bench_seed(combo, i) for i in ids]
+                clips = render_batch(seeds, frames=frames, height=height, width=width, device=device)
+                for i, s, clip in zip(ids, seeds, clips):
+                    case_id = f"{combo.replace('+', '_')}-{i:03d}"  # ids are file names: no "+"
+                    case = {"id": case_id, "combo": combo, "conditions": list(COMBOS[combo]), "seed": s}
+                    if combo == "prefix":
+                        case["prefix_frames"] = max(1, frames // 4)
+                    clip.meta["bench"] = case
+                    manifest.add(write_clip(out, clip, case_id, fps=fps))
+                    listing.append(case)
+                if start == 0:
+                    sheet.append(clips[0])
+    _save_sheet(sheet, out / "contact_sheet.png")
+    info = {
+        "version": BENCH_VERSION,
+        "frames": frames,
+        "height": height,
+        "width": width,
+        "fps": fps,
+        "cases_per_combo": cases,
+        "combos": {c: list(COMBOS[c]) for c in combos},
+        "cases": listing,
+    }
+    with atomic_path(out / "bench.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+    return out
