@@ -1,8 +1,10 @@
 """Synthetic-world rendering speed, and whether it keeps a training step fed, side by side in one run.
 
-Prints clips/second of `render_batch` at the given size for several batch sizes on the chosen device, and
-the time of one training step (forward + backward + AdamW) of a model config at the same batch size on
-the same device, so the ratio "render time / step time" says what fraction of a step data generation costs.
+A clip is made in two parts: planning (`plan_clip`: scene, camera path, reference views; numpy on one CPU
+core) and rendering (`render_plans`: the batched ray caster on the device). The script prints both rates,
+the end-to-end rate of `render_batch` (plan + render in one process), and the time of one training step
+(forward + backward + AdamW) of a model config at the same batch size on the same device, so "render time /
+step time" says what fraction of a step data generation costs when the GPU renders and CPU workers plan.
 
     python bench/synth.py --device cpu                      # 2-core CPU
     python bench/synth.py --device cuda --config configs/tiny.yaml --batch 32
@@ -19,7 +21,7 @@ import torch
 
 from fulldit.conditions import ConditionInput
 from fulldit.config import load_config
-from fulldit.data.world import render_batch
+from fulldit.data.world import plan_clip, render_batch, render_plans
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.model import FullDiT
 
@@ -92,25 +94,34 @@ def main() -> None:
     device = torch.device(args.device)
     size = dict(frames=args.frames, height=args.height, width=args.width, device=device)
 
+    hw = dict(height=args.height, width=args.width)
+    t0 = time.perf_counter()
+    plans = [plan_clip(s, args.frames, **hw) for s in range(max(args.batches))]
+    plan_rate = len(plans) / (time.perf_counter() - t0)
+    print(f"  planning: {plan_rate:.0f} clips/s on one CPU core", flush=True)
     rows = []
     for b in args.batches:
         seeds = iter(range(10**6))
-        sec = time_it(lambda b=b, s=seeds: render_batch([next(s) for _ in range(b)], **size), device, args.repeat)
-        rows.append((b, sec, b / sec))
-        print(f"  render batch {b:3d}: {sec:.3f} s  ({b / sec:.1f} clips/s)", flush=True)
+        both = time_it(lambda b=b, s=seeds: render_batch([next(s) for _ in range(b)], **size), device, args.repeat)
+        render = time_it(lambda b=b: render_plans(plans[:b], device=device, **hw), device, args.repeat)
+        rows.append((b, render, b / render, both, b / both))
+        print(f"  batch {b:3d}: render {render:.3f} s ({b / render:.0f} clips/s), plan+render {both:.3f} s", flush=True)
     render_for_batch = args.batch / max(r[2] for r in rows)
     step = train_step_seconds(args.config, args.batch, args.frames, args.height, args.width, device, args.repeat)
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"\n# bench/synth.py  {datetime.date.today()}  {name}  torch {torch.__version__}")
     print(f"# clips of {args.frames} frames at {args.width}x{args.height}")
-    print("| render batch | seconds | clips/s |")
-    print("|---|---|---|")
-    for b, sec, rate in rows:
-        print(f"| {b} | {sec:.3f} | {rate:.1f} |")
+    print(f"# planning (numpy, one CPU core): {plan_rate:.0f} clips/s")
+    print("| batch | render s | render clips/s | plan+render s | plan+render clips/s |")
+    print("|---|---|---|---|---|")
+    for b, render, rate, both, both_rate in rows:
+        print(f"| {b} | {render:.3f} | {rate:.1f} | {both:.3f} | {both_rate:.1f} |")
     print(
         f"\ntraining step of {args.config} at batch {args.batch} (bf16 autocast on GPU): {step:.3f} s; rendering "
-        f"{args.batch} clips at the best rate above: {render_for_batch:.3f} s = {render_for_batch / step:.0%} of a step"
+        f"{args.batch} planned clips at the best rate above: {render_for_batch:.3f} s = "
+        f"{render_for_batch / step:.0%} of a step; planning them in time needs "
+        f"{args.batch / plan_rate / step:.1f} CPU cores"
     )
 
 

@@ -84,3 +84,12 @@ def test_bench_split(tmp_path: Path) -> None:
     assert all(c["seed"] >= BENCH_SEED_BASE for c in info["cases"])
     assert [c for c in info["cases"] if c["combo"] == "prefix"][0]["prefix_frames"] == 1
     assert main(["synth", "--bench", "--combos", "nonsense", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_plans_only_then_render_equals_rendering_in_the_stream() -> None:
+    from fulldit.data.world import render_plans
+
+    plans = list(SyntheticStream(limit=2, plans_only=True, **TINY))
+    clips = list(SyntheticStream(limit=2, **TINY))
+    for rendered, direct in zip(render_plans(plans, 32, 32), clips, strict=True):
+        assert torch.equal(rendered.video, direct.video) and rendered.caption == direct.caption

@@ -2,9 +2,13 @@
 
 Clip i of the global stream is the world rendered with seed `seed + i`. Rank r of R, worker w of W takes the
 indices i = start + (r * W + w) + k * R * W, so no clip is rendered twice and the union over all ranks and
-workers is the whole stream. Render on the training GPU (device="cuda", num_workers=0, batched: a few
-milliseconds a batch) or on CPU workers. Training seeds stay below `BENCH_SEED_BASE`: FullBench-Synth cases
-use seeds above it, never seen in training.
+workers is the whole stream. Two ways to run it:
+
+- CPU workers render whole clips (`device="cpu"`, DataLoader num_workers > 0);
+- on a GPU, workers only plan (`plans_only=True`: scene, camera path, reference views — numpy, the CPU part)
+  and the training process renders each batch of plans on its GPU with `render_plans`, in one batched pass.
+
+Training seeds stay below `BENCH_SEED_BASE`: FullBench-Synth cases use seeds above it, never seen in training.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from fulldit.data import Clip
-from fulldit.data.world import render_batch
+from fulldit.data.world import ClipPlan, plan_clip, render_plans
 
 BENCH_SEED_BASE = 10**12  # seeds at or above this are reserved for benchmark cases
 
@@ -46,11 +50,12 @@ class SyntheticStream(IterableDataset):
         references_per_object: int = 2,
         start: int = 0,
         limit: int | None = None,
+        plans_only: bool = False,
     ):
         super().__init__()
         self.seed, self.frames, self.height, self.width = seed, frames, height, width
         self.device, self.batch, self.refs = device, render_batch_size, references_per_object
-        self.start, self.limit = start, limit
+        self.start, self.limit, self.plans_only = start, limit, plans_only
 
     def indices(self, shard: int, shards: int) -> Iterator[int]:
         """The global clip indices this shard renders, in order."""
@@ -59,7 +64,7 @@ class SyntheticStream(IterableDataset):
             yield i
             i += shards
 
-    def __iter__(self) -> Iterator[Clip]:
+    def __iter__(self) -> Iterator[Clip | ClipPlan]:
         shard, shards = shard_info()
         pending: list[int] = []
         for i in self.indices(shard, shards):
@@ -70,18 +75,14 @@ class SyntheticStream(IterableDataset):
         if pending:
             yield from self._render(pending)
 
-    def _render(self, indices: list[int]) -> Iterator[Clip]:
+    def _render(self, indices: list[int]) -> Iterator[Clip | ClipPlan]:
         seeds = [self.seed + i for i in indices]
         if max(seeds) >= BENCH_SEED_BASE:
             raise ValueError(f"training seed {max(seeds)} reaches the benchmark range (>= {BENCH_SEED_BASE})")
-        clips = render_batch(
-            seeds,
-            frames=self.frames,
-            height=self.height,
-            width=self.width,
-            device=self.device,
-            references_per_object=self.refs,
-        )
-        for i, clip in zip(indices, clips):
+        plans = [plan_clip(s, self.frames, self.height, self.width, self.refs) for s in seeds]
+        if self.plans_only:
+            yield from plans
+            return
+        for i, clip in zip(indices, render_plans(plans, self.height, self.width, self.device)):
             clip.meta["index"] = i
             yield clip

@@ -54,7 +54,7 @@ def _empty_dir(out: Path) -> None:
 def _thumb(image: torch.Tensor, size: int) -> np.ndarray:
     """(3, H, W) in [0, 1] -> (size, size * W / H, 3) uint8."""
     h, w = image.shape[1:]
-    img = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    img = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     return np.asarray(PIL.Image.fromarray(img).resize((max(1, round(size * w / h)), size), PIL.Image.BILINEAR))
 
 
@@ -65,7 +65,7 @@ def contact_sheet(clips: list[Clip], frames_per_clip: int = 5, size: int = 96) -
         idx = np.linspace(0, clip.num_frames - 1, min(frames_per_clip, clip.num_frames)).round().astype(int)
         tiles = [_thumb(clip.video[i], size) for i in idx]
         if clip.depth is not None:
-            tiles.append(_thumb(depth_to_rgb(clip.depth[0]), size))
+            tiles.append(_thumb(depth_to_rgb(clip.depth[0].cpu()), size))
         tiles += [_thumb(r, size) for r in clip.references]
         row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
         rows.append((row, clip.caption))

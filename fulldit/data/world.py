@@ -371,6 +371,15 @@ def render_batch(
     if not seeds:
         raise InputError("render_batch: need at least one seed")
     plans = [plan_clip(s, frames, height, width, references_per_object, moves, motion) for s in seeds]
+    return render_plans(plans, height, width, device)
+
+
+def render_plans(plans: Sequence[ClipPlan], height: int, width: int, device: str | torch.device = "cpu") -> list[Clip]:
+    """Render planned clips: all videos in one batched pass of the ray caster, all references in a second.
+
+    Planning (`plan_clip`: numpy, CPU) and rendering (torch, any device) are separate so that DataLoader workers
+    can plan while the training GPU renders.
+    """
     video, depth, _ = render_many([p.scene for p in plans], [p.camera for p in plans], height, width, None, device)
     ref_cams = [c for p in plans for c in p.reference_cameras]
     ref_scenes = [
