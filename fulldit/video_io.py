@@ -136,28 +136,40 @@ def _natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _read_depth_png_dir(path: Path) -> np.ndarray:
+def depth_frame_files(path: Path) -> list[Path]:
+    """The PNG frames of a depth folder in natural name order (frame_2 before frame_10); hidden files skipped."""
     files = sorted(
         (f for f in path.iterdir() if f.suffix.lower() == ".png" and not f.name.startswith(".")),
         key=lambda f: _natural_key(f.name),
     )
     if not files:
         raise InputError(f"{path}: directory has no PNG depth frames")
+    return files
+
+
+def read_depth_frame(file: Path) -> np.ndarray:
+    """One single-channel 8/16-bit PNG depth frame as stored (uint16 millimetres stay millimetres), (H, W)."""
+    try:
+        with PIL.Image.open(file) as img:
+            img.load()
+            array = np.asarray(img)
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise InputError(f"{file}: cannot read depth frame ({_reason(err)})") from err
+    if array.ndim == 3:  # grey saved as RGB(A) is accepted; colourised depth is not
+        if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
+            raise InputError(f"{file}: depth frame is colour ({img.mode}); expected single-channel 8/16-bit PNG")
+        array = array[..., 0]
+    return array
+
+
+def _read_depth_png_dir(path: Path) -> np.ndarray:
+    files = depth_frame_files(path)
     frames: list[np.ndarray] = []
     for file in files:
-        try:
-            with PIL.Image.open(file) as img:
-                img.load()
-                array = np.asarray(img)
-        except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-            raise InputError(f"{file}: cannot read depth frame ({_reason(err)})") from err
-        if array.ndim == 3:  # grey saved as RGB(A) is accepted; colourised depth is not
-            if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
-                raise InputError(f"{file}: depth frame is colour ({img.mode}); expected single-channel 8/16-bit PNG")
-            array = array[..., 0]
+        array = read_depth_frame(file)
         if frames and array.shape != frames[0].shape:
             raise InputError(f"{file}: frame size {array.shape} differs from {files[0].name} {frames[0].shape}")
-        frames.append(array.astype(np.float32))  # values as stored: uint16 millimetres stay millimetres
+        frames.append(array.astype(np.float32))
     return np.stack(frames)
 
 

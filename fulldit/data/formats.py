@@ -76,8 +76,9 @@ from fulldit.data import Clip
 from fulldit.errors import InputError
 from fulldit.video_io import (
     VIDEO_SUFFIXES,
-    _natural_key,
+    depth_frame_files,
     read_depth,
+    read_depth_frame,
     read_image,
     read_video,
     resize_center_crop,
@@ -409,27 +410,12 @@ def _depth_source(root: Path, entry: dict, total: int) -> list[Path] | np.ndarra
     if path.suffix.lower() in VIDEO_SUFFIXES:
         raise InputError(f"{rel}: depth must be a folder of 16-bit PNGs or a .npz/.npy array, not a video")
     if path.is_dir():
-        files = sorted(
-            (f for f in path.iterdir() if f.suffix.lower() == ".png" and not f.name.startswith(".")),
-            key=lambda f: _natural_key(f.name),
-        )
+        files = depth_frame_files(path)
     else:
         files = read_depth(path).numpy()  # raises InputError for a missing or bad file
     if len(files) != total:
         raise InputError(f"{rel} has {len(files)} depth frames, video has {total} frames")
     return files
-
-
-def _read_png_depth(file: Path) -> np.ndarray:
-    try:
-        with PIL.Image.open(file) as img:
-            img.load()
-            array = np.asarray(img)
-    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"{file}: cannot read depth frame ({' '.join(str(err).split())})") from err
-    if array.ndim != 2:
-        raise InputError(f"{file}: depth frame has mode {img.mode}; expected a single-channel 16-bit PNG")
-    return array
 
 
 def _pick_depth(
@@ -444,7 +430,7 @@ def _pick_depth(
     if isinstance(source, list):
         stored, scale = [], entry.get("depth_scale", DEPTH_SCALE)
         for i in indices:
-            stored.append(_read_png_depth(source[i]))
+            stored.append(read_depth_frame(source[i]))
             check(stored[-1].shape, str(source[i]))
         stored = np.stack(stored)
     else:
