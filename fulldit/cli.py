@@ -1,4 +1,4 @@
-"""The `fulldit` command: generate, info, init, synth. Parses arguments and calls the Python API, nothing more.
+"""The `fulldit` command: generate, info, init, synth, eval. Parses arguments and calls the Python API, nothing more.
 
 Bad input (a missing or malformed file, a wrong frame count, an unknown option) prints one line,
 `fulldit: error: ...`, and exits with code 2; no traceback, and no output file is left behind.
@@ -92,6 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--bench", action="store_true", help="write FullBench-Synth (fixed seeds never used in training)")
     y.add_argument("--cases", type=int, default=32, help="--bench: cases per condition combination")
     y.add_argument("--combos", nargs="+", metavar="COMBO", help="--bench: only these combinations")
+    e = sub.add_parser("eval", help="FullBench: generate and score a benchmark, or score another system's videos")
+    e.add_argument("--bench", metavar="DIR", required=True, help="benchmark folder (fulldit synth --bench)")
+    e.add_argument("--out", metavar="DIR", required=True, help="report folder (resumable: existing results are kept)")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="DIR", help="generate every case with this checkpoint")
+    src.add_argument("--videos", metavar="DIR", help="score existing videos DIR/<case>.mp4 (a bench folder: its GT)")
+    e.add_argument("--cases", type=int, help="at most this many cases per combination")
+    e.add_argument("--combos", nargs="+", metavar="COMBO", help="only these combinations")
+    e.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
+    e.add_argument(
+        "--depth-estimator",
+        metavar="DIR",
+        help="transformers depth model directory (default: the synthetic-world depth net)",
+    )
+    e.add_argument("--clip", metavar="DIR", help="CLIP model directory: adds text alignment (clip_text)")
+    e.add_argument("--identity-model", metavar="DIR", help="DINOv2/CLIP vision directory: adds identity_features")
+    e.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return parser
 
 
@@ -217,7 +234,28 @@ def cmd_synth(args: argparse.Namespace) -> None:
         print(f"wrote {args.n} clips to {out} (manifest.jsonl, contact_sheet.png)")
 
 
-COMMANDS = {"generate": cmd_generate, "info": cmd_info, "init": cmd_init, "synth": cmd_synth}
+def cmd_eval(args: argparse.Namespace) -> None:
+    from fulldit.eval.fullbench import run
+
+    metrics = run(
+        args.bench,
+        args.out,
+        checkpoint=args.checkpoint,
+        videos=args.videos,
+        cases=args.cases,
+        combos=args.combos,
+        depth_estimator=args.depth_estimator,
+        device=args.device,
+        steps=args.steps,
+        clip_model=args.clip,
+        identity_model=args.identity_model,
+    )
+    print(f"wrote {args.out}/metrics.json and report.md ({sum(len(v) for v in metrics['cases'].values())} videos)")
+    for r in metrics["effect"]:
+        print(f"  {r['condition']:20s} {r['metric']:18s} given {r['given']:.3g}  withheld {r['withheld']:.3g}")
+
+
+COMMANDS = {"generate": cmd_generate, "info": cmd_info, "init": cmd_init, "synth": cmd_synth, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

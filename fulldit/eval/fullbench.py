@@ -1,0 +1,309 @@
+"""FullBench on the synthetic world: generate every case with a checkpoint (or take another system's videos),
+score it, and measure what each condition does.
+
+For each case of a benchmark folder (`fulldit synth --bench`) the runner generates *variants* from the same
+seed, differing only in the conditions given:
+
+- `given`: every condition of the case's combination (and the caption as text);
+- `withheld`: single-condition combinations only, that condition left out (the text stays): the baseline of
+  the condition effect table;
+- `other-path`: camera cases only, the camera path of another case of the same combination;
+- `text-only`: the camera+identity+depth cases, no condition but the text (PSNR against the ground truth).
+
+Videos are written to OUT/videos/<case>/<variant>.mp4 and scores to OUT/scores/<case>/<variant>.json, each
+atomically; a run that is interrupted and started again skips both and so finishes with the same numbers
+(scores are always computed from the decoded .mp4, so a resumed run sees exactly what a fresh one sees).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fulldit.atomic import atomic_path
+from fulldit.data import Clip
+from fulldit.data.formats import load_entry, read_manifest
+from fulldit.errors import InputError
+from fulldit.video_io import read_video, write_video
+
+SINGLE = {"camera": "camera", "identity": "reference", "depth": "depth", "first-frame": "first_frame",
+          "prefix": "prefix"}  # fmt: skip
+
+
+@dataclass
+class Case:
+    """One benchmark case: its listing in bench.json and its ground-truth clip."""
+
+    id: str
+    combo: str
+    conditions: list[str]
+    seed: int
+    prefix_frames: int
+    clip: Clip
+
+
+def load_bench(bench: str | Path) -> tuple[dict, list[Case]]:
+    """bench.json and every case's clip; InputError when the folder is not a FullBench-Synth folder."""
+    bench = Path(bench)
+    info_path = bench / "bench.json"
+    if not info_path.is_file():
+        raise InputError(f"{bench}: not a benchmark folder (no bench.json; make one with `fulldit synth --bench`)")
+    try:
+        info = json.loads(info_path.read_text())
+        listed = {c["id"]: c for c in info["cases"]}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputError(f"{info_path}: malformed ({err})") from err
+    entries = {e.get("id"): (line, e) for line, e in read_manifest(bench)}
+    cases = []
+    for case_id, c in listed.items():
+        if case_id not in entries:
+            raise InputError(f"{info_path}: case {case_id} is not in manifest.jsonl")
+        line, entry = entries[case_id]
+        clip = load_entry(bench, line, entry)
+        cases.append(
+            Case(case_id, c["combo"], list(c["conditions"]), int(c["seed"]), int(c.get("prefix_frames", 0)), clip)
+        )
+    return info, cases
+
+
+def variants(case: Case) -> list[str]:
+    """The variants generated for a case (see the module docstring)."""
+    out = ["given"]
+    if case.combo in SINGLE:
+        out.append("withheld")
+    if case.combo == "camera":
+        out.append("other-path")
+    if case.combo == "camera+identity+depth":
+        out.append("text-only")
+    return out
+
+
+def pick_references(clip: Clip, limit: int) -> list[torch.Tensor]:
+    """At most `limit` references, one per object first (a model may take fewer than the clip has)."""
+    owners = clip.meta.get("reference_objects") or list(range(len(clip.references)))
+    order = sorted(range(len(clip.references)), key=lambda i: (owners[:i].count(owners[i]), i))
+    return [clip.references[i] for i in order[:limit]]
+
+
+def request_fields(case: Case, variant: str, other: Case | None, max_references: int = 4) -> dict[str, Any]:
+    """Pipeline.generate keyword arguments for a case variant."""
+    clip = case.clip
+    given = set(case.conditions)
+    if variant == "withheld":
+        given -= {SINGLE[case.combo]}
+    if variant == "text-only":
+        given = set()
+    fields: dict[str, Any] = {"prompt": clip.caption, "frames": clip.num_frames, "height": clip.video.shape[2],
+                              "width": clip.video.shape[3], "seed": case.seed % 2**31}  # fmt: skip
+    if "camera" in given:
+        fields["camera"] = (other.clip if variant == "other-path" and other else clip).camera
+    if "reference" in given:
+        fields["references"] = pick_references(clip, max_references)
+    if "depth" in given:
+        fields["depth"] = clip.depth
+    if "first_frame" in given:
+        fields["first_frame"] = clip.video[0]
+    if "prefix" in given:
+        fields["prefix"] = clip.video[: max(1, case.prefix_frames)]
+    return fields
+
+
+class Scorer:
+    """Every metric of the benchmark, with the estimators loaded once."""
+
+    def __init__(
+        self,
+        depth_estimator: str | None = None,
+        device: str = "cpu",
+        clip_model: str | None = None,
+        identity_model: str | None = None,
+    ):
+        from fulldit.eval.depth_metrics import load_estimator
+        from fulldit.eval.identity import ClipTextScore, FeatureIdentity
+
+        self.depth = load_estimator(depth_estimator, device)
+        self.text = ClipTextScore(clip_model, device) if clip_model else None
+        self.features = FeatureIdentity(identity_model, device) if identity_model else None
+
+    def __call__(self, video: torch.Tensor, case: Case, wrong: Case) -> dict[str, float]:
+        from fulldit.eval.camera_metrics import camera_errors, estimate_poses, is_rotation_only
+        from fulldit.eval.depth_metrics import depth_errors
+        from fulldit.eval.identity import identity_score
+        from fulldit.eval.video_metrics import dynamic_degree, motion_agreement, optical_flow, psnr, smoothness, ssim
+
+        gt = case.clip
+        if video.shape != gt.video.shape:
+            raise InputError(f"case {case.id}: video is {tuple(video.shape)}, the case is {tuple(gt.video.shape)}")
+        s: dict[str, float] = {"psnr": psnr(video, gt.video), "ssim": ssim(video, gt.video),
+                               "first_frame_psnr": psnr(video[:1], gt.video[:1]),
+                               "dynamic_degree": dynamic_degree(video), "smoothness": smoothness(video)}  # fmt: skip
+        if case.prefix_frames:
+            s["prefix_psnr"] = psnr(video[: case.prefix_frames], gt.video[: case.prefix_frames])
+            s["continuation_psnr"] = psnr(video[case.prefix_frames :], gt.video[case.prefix_frames :])
+        if "camera" in case.conditions:
+            flow = motion_agreement(optical_flow(video), optical_flow(gt.video))
+            s.update(flow)
+            est = estimate_poses(video, gt.camera.intrinsics, rotation_only=is_rotation_only(gt.meta.get("move", "")))
+            s["sfm_ok"] = float(est.w2c is not None)
+            if est.w2c is not None:
+                s.update(camera_errors(est.w2c, gt.camera.w2c))
+        if "depth" in case.conditions:
+            inv = self.depth(video)
+            s.update({f"depth_{k}": v for k, v in depth_errors(inv, gt.depth).items()})
+            if wrong.clip.depth is not None and wrong.clip.depth.shape == gt.depth.shape:  # right vs another depth
+                s["depth_margin"] = depth_errors(inv, wrong.clip.depth)["inv_mae"] - s["depth_inv_mae"]
+        if "reference" in case.conditions and gt.references:
+            right = float(np.mean([identity_score(video, r) for r in gt.references]))
+            wrong_refs = wrong.clip.references or gt.references
+            s["identity"] = right
+            s["identity_margin"] = right - float(np.mean([identity_score(video, r) for r in wrong_refs]))
+            if self.features is not None:
+                s["identity_features"] = float(np.mean([self.features.score(video, r) for r in gt.references]))
+        if self.text is not None:
+            s["clip_text"] = self.text.score(video, gt.caption)
+        return s
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def run(
+    bench: str | Path,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    videos: str | Path | None = None,
+    cases: int | None = None,
+    combos: list[str] | None = None,
+    depth_estimator: str | None = None,
+    device: str | None = None,
+    steps: int | None = None,
+    clip_model: str | None = None,
+    identity_model: str | None = None,
+) -> dict:
+    """Generate (or take from `videos`) and score the cases of a benchmark; write metrics.json and report.md."""
+    from fulldit.eval.report import write_report
+
+    if (checkpoint is None) == (videos is None):
+        raise InputError("give exactly one of --checkpoint (generate) or --videos (score existing videos)")
+    info, all_cases = load_bench(bench)
+    known = sorted({c.combo for c in all_cases})
+    unknown = [c for c in combos or [] if c not in known]
+    if unknown:
+        raise InputError(f"unknown combination(s) {unknown}; this benchmark has: {', '.join(known)}")
+    chosen = [c for c in all_cases if not combos or c.combo in combos]
+    by_combo: dict[str, list[Case]] = {}
+    for c in chosen:
+        by_combo.setdefault(c.combo, []).append(c)
+    by_combo = {k: v[:cases] if cases else v for k, v in by_combo.items()}
+    out = Path(out)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = None
+    if checkpoint is not None:
+        from fulldit.generate import Pipeline
+
+        pipe = Pipeline.from_pretrained(checkpoint, device=device)
+    scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model)
+    jobs = [(c, v, group) for group in by_combo.values() for c in group for v in (variants(c) if pipe else ["given"])]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for case, variant, group in tqdm(jobs, desc="fullbench", unit="video"):
+        k = group.index(case)
+        other = group[(k + 1) % len(group)]
+        wrong = next((c for c in chosen if c.clip.references and c.id != case.id and c.seed != case.seed), case)
+        score_path = out / "scores" / case.id / f"{variant}.json"
+        if score_path.is_file():
+            results.setdefault(case.id, {})[variant] = json.loads(score_path.read_text())
+            continue
+        if pipe is not None:
+            video_path = out / "videos" / case.id / f"{variant}.mp4"
+            if not video_path.is_file():
+                fields = request_fields(case, variant, other, pipe.config.model.reference.max_images)
+                if steps:
+                    fields["steps"] = steps
+                write_video(video_path, pipe.generate(**fields), fps=float(info.get("fps", 8)))
+        else:
+            video_path = _external_video(Path(videos), case)
+        video = read_video(video_path)[: case.clip.num_frames]
+        score = scorer(video, case, wrong)
+        _write_json(score_path, score)
+        results.setdefault(case.id, {})[variant] = score
+    metrics = aggregate(results, by_combo, info)
+    metrics["source"] = {"checkpoint": str(checkpoint)} if checkpoint else {"videos": str(videos)}
+    _write_json(out / "metrics.json", metrics)
+    write_report(out, metrics, by_combo)
+    return metrics
+
+
+def _external_video(videos: Path, case: Case) -> Path:
+    """DIR/<case>.mp4, or a benchmark folder's own clips/<case>/video.mp4 (to score the ground truth)."""
+    for path in (videos / f"{case.id}.mp4", videos / "clips" / case.id / "video.mp4"):
+        if path.is_file():
+            return path
+    raise InputError(f"{videos}: no video for case {case.id} (expected {case.id}.mp4)")
+
+
+LOWER_IS_BETTER = {"rot_err", "trans_err", "cammc", "flow_epe", "depth_abs_rel", "depth_inv_mae", "smoothness"}
+EFFECTS = [  # (condition, combination, metric) whose given-vs-withheld ratio says whether the control works
+    ("camera", "camera", "rot_err"),
+    ("camera", "camera", "flow_epe"),
+    ("camera", "camera", "flow_dir_cos"),
+    ("depth", "depth", "depth_inv_mae"),
+    ("identity", "identity", "identity"),
+    ("first frame", "first-frame", "first_frame_psnr"),
+    ("prefix", "prefix", "continuation_psnr"),
+    ("all (vs text only)", "camera+identity+depth", "psnr"),
+]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": len(finite)}
+
+
+def aggregate(results: dict, by_combo: dict[str, list[Case]], info: dict) -> dict:
+    """metrics.json: per combination, variant and metric mean/std/n; the condition effect table; per-case scores."""
+    from fulldit.eval.camera_metrics import PROTOCOL
+
+    combos: dict[str, dict] = {}
+    for combo, group in by_combo.items():
+        table: dict[str, dict] = {}
+        for variant in sorted({v for c in group for v in results.get(c.id, {})}):
+            rows = [results[c.id][variant] for c in group if variant in results.get(c.id, {})]
+            names = sorted({k for r in rows for k in r})
+            table[variant] = {k: _stats([r.get(k) for r in rows]) for k in names}
+            if "sfm_ok" in names:
+                table[variant]["sfm_failed"] = {"mean": float(sum(r.get("sfm_ok", 0) == 0 for r in rows)), "std": 0,
+                                                "n": len(rows)}  # fmt: skip
+        combos[combo] = table
+    effect = []
+    for condition, combo, metric in EFFECTS:
+        table = combos.get(combo, {})
+        base = "text-only" if combo == "camera+identity+depth" else "withheld"
+        if "given" not in table or base not in table or metric not in table["given"]:
+            continue
+        g, w = table["given"][metric]["mean"], table[base].get(metric, {}).get("mean", float("nan"))
+        row = {"condition": condition, "combo": combo, "metric": metric,
+               "better": "lower" if metric in LOWER_IS_BETTER else "higher", "given": g, "withheld": w,
+               "ratio": g / w if w else float("nan"), "n": table["given"][metric]["n"]}  # fmt: skip
+        if "other-path" in table and metric in table["other-path"]:
+            row["other_path"] = table["other-path"][metric]["mean"]
+        effect.append(row)
+    return {
+        "version": info.get("version"),
+        "frames": info.get("frames"),
+        "size": [info.get("height"), info.get("width")],
+        "protocol": {"camera": PROTOCOL},
+        "combos": combos,
+        "effect": effect,
+        "cases": results,
+    }

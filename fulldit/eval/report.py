@@ -1,0 +1,112 @@
+"""The FullBench report: report.md (a table per combination, the condition effect table, the protocol),
+plots (matplotlib .png) and a video grid per combination (.mp4: ground truth beside each generated variant)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fulldit.atomic import atomic_path
+from fulldit.video_io import read_video, write_video
+
+COLUMNS = [
+    "psnr", "ssim", "rot_err", "trans_err", "cammc", "sfm_failed", "flow_epe", "flow_dir_cos", "depth_inv_mae",
+    "depth_abs_rel", "depth_margin", "identity", "identity_margin", "identity_features", "clip_text",
+    "first_frame_psnr", "continuation_psnr", "dynamic_degree", "smoothness",
+]  # fmt: skip
+TRUST = (
+    "Camera numbers come from structure-from-motion on the generated frames. On real RealEstate10K clips the same "
+    "estimator reached RotErr 0.12 at 384x256 but 0.57 at 128x128 and failed on 4 of 10 clips at 64x64 "
+    "(../shared/FINDINGS.md): trust camera numbers at 128x128 and above, compare them only between runs at one "
+    "resolution, and read them next to the estimator's own error on the ground-truth videos of the same benchmark "
+    "(`fulldit eval --videos BENCH --bench BENCH`), which bounds what any model can score."
+)
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, dict):
+        m, s = x.get("mean", float("nan")), x.get("std", float("nan"))
+        return "–" if not math.isfinite(m) else f"{m:.3g} ± {s:.2g}"
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3g}"
+
+
+def markdown(metrics: dict) -> str:
+    lines = [f"# FullBench report ({metrics.get('version')})", ""]
+    src = metrics.get("source", {})
+    lines += [f"Source: {', '.join(f'{k} `{v}`' for k, v in src.items())}. Clips of {metrics.get('frames')} frames "
+              f"at {metrics['size'][1]}x{metrics['size'][0]}. Values are mean ± std over cases.", ""]  # fmt: skip
+    if metrics.get("effect"):
+        lines += ["## Condition effect", "", "Each condition's metric with the condition given and withheld, on the "
+                  "same cases and seeds (the camera also with another case's path).", "",
+                  "| condition | metric | better | given | withheld | other path | given / withheld | n |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in metrics["effect"]:
+            lines.append(
+                f"| {r['condition']} | {r['metric']} | {r['better']} | {_fmt(r['given'])} | "
+                f"{_fmt(r['withheld'])} | {_fmt(r.get('other_path'))} | {_fmt(r['ratio'])} | {r['n']} |"
+            )
+        lines.append("")
+    for combo, table in metrics["combos"].items():
+        cols = [c for c in COLUMNS if any(c in row for row in table.values())]
+        lines += [f"## {combo}", "", "| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for variant, row in table.items():
+            lines.append(f"| {variant} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
+        lines.append("")
+    lines += ["## Protocol", "", metrics["protocol"]["camera"], "", TRUST, ""]
+    return "\n".join(lines)
+
+
+def plot_effects(metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = metrics.get("effect", [])
+    if not rows:
+        return
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        names = ["given", "withheld"] + (["other"] if "other_path" in r else [])
+        values = [r["given"], r["withheld"]] + ([r["other_path"]] if "other_path" in r else [])
+        ax.bar(
+            names,
+            [v if math.isfinite(v) else 0 for v in values],
+            color=["tab:green", "tab:gray", "tab:red"][: len(values)],
+        )
+        ax.set_title(f"{r['condition']}\n{r['metric']} ({r['better']} better)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def video_grid(out: Path, combo: str, cases: list, max_cases: int = 4) -> None:
+    """OUT/grids/<combo>.mp4: one row per case: ground truth, then each variant in `variants()` order."""
+    from fulldit.eval.fullbench import variants
+
+    rows = []
+    for case in cases[:max_cases]:
+        tiles = [case.clip.video]
+        for variant in variants(case):
+            path = out / "videos" / case.id / f"{variant}.mp4"
+            if path.is_file():
+                tiles.append(read_video(path)[: case.clip.num_frames])
+        if len(tiles) > 1:
+            rows.append(torch.cat(tiles, dim=3))
+    if rows:
+        width = max(r.shape[3] for r in rows)
+        rows = [torch.nn.functional.pad(r, (0, width - r.shape[3])) for r in rows]
+        write_video(out / "grids" / f"{combo.replace('+', '_')}.mp4", torch.cat(rows, dim=2), fps=8)
+
+
+def write_report(out: Path, metrics: dict, by_combo: dict) -> None:
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(markdown(metrics))
+    plot_effects(metrics, out / "effects.png")
+    for combo, cases in by_combo.items():
+        video_grid(out, combo, cases)
