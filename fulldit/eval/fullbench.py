@@ -49,8 +49,11 @@ class Case:
     clip: Clip
 
 
-def load_bench(bench: str | Path) -> tuple[dict, list[Case]]:
-    """bench.json and every case's clip; InputError when the folder is not a FullBench-Synth folder."""
+def load_bench(bench: str | Path, combos: list[str] | None = None, cases: int | None = None) -> tuple[dict, list[Case]]:
+    """bench.json and the clips of the chosen cases (all by default: `cases` per combination of `combos`).
+
+    InputError when the folder is not a FullBench-Synth folder or names a combination it does not have.
+    """
     bench = Path(bench)
     info_path = bench / "bench.json"
     if not info_path.is_file():
@@ -60,17 +63,27 @@ def load_bench(bench: str | Path) -> tuple[dict, list[Case]]:
         listed = {c["id"]: c for c in info["cases"]}
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise InputError(f"{info_path}: malformed ({err})") from err
-    entries = {e.get("id"): (line, e) for line, e in read_manifest(bench)}
-    cases = []
+    known = sorted({c["combo"] for c in listed.values()})
+    unknown = [c for c in combos or [] if c not in known]
+    if unknown:
+        raise InputError(f"unknown combination(s) {unknown}; this benchmark has: {', '.join(known)}")
+    taken: dict[str, int] = {}
+    chosen = {}
     for case_id, c in listed.items():
+        if (not combos or c["combo"] in combos) and (not cases or taken.get(c["combo"], 0) < cases):
+            taken[c["combo"]] = taken.get(c["combo"], 0) + 1
+            chosen[case_id] = c
+    entries = {e.get("id"): (line, e) for line, e in read_manifest(bench)}
+    out = []
+    for case_id, c in chosen.items():
         if case_id not in entries:
             raise InputError(f"{info_path}: case {case_id} is not in manifest.jsonl")
         line, entry = entries[case_id]
         clip = load_entry(bench, line, entry)
-        cases.append(
+        out.append(
             Case(case_id, c["combo"], list(c["conditions"]), int(c["seed"]), int(c.get("prefix_frames", 0)), clip)
         )
-    return info, cases
+    return info, out
 
 
 def variants(case: Case) -> list[str]:
@@ -194,16 +207,10 @@ def run(
 
     if (checkpoint is None) == (videos is None):
         raise InputError("give exactly one of --checkpoint (generate) or --videos (score existing videos)")
-    info, all_cases = load_bench(bench)
-    known = sorted({c.combo for c in all_cases})
-    unknown = [c for c in combos or [] if c not in known]
-    if unknown:
-        raise InputError(f"unknown combination(s) {unknown}; this benchmark has: {', '.join(known)}")
-    chosen = [c for c in all_cases if not combos or c.combo in combos]
+    info, chosen = load_bench(bench, combos, cases)
     by_combo: dict[str, list[Case]] = {}
     for c in chosen:
         by_combo.setdefault(c.combo, []).append(c)
-    by_combo = {k: v[:cases] if cases else v for k, v in by_combo.items()}
     out = Path(out)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = None
