@@ -307,8 +307,12 @@ class FullDiT(nn.Module):
         context: torch.Tensor,
         context_mask: torch.Tensor | None,
         packed: Packed | None,
+        cond_rope: bool = True,
     ) -> tuple[StepInputs, torch.Tensor]:
-        """Timestep modulation, rotary angles and text projection shared by all blocks."""
+        """Timestep modulation, rotary angles and text projection shared by all blocks.
+
+        cond_rope=False skips the conditions' rotary angles: with a condition cache their keys are already rotated.
+        """
         b, device = context.shape[0], context.device
         if t.ndim == 1:
             t = t[:, None].expand(b, grid.t * grid.patch[0])
@@ -320,13 +324,13 @@ class FullDiT(nn.Module):
         with torch.autocast(device.type, enabled=False):
             e = self.time_embedding(timestep_embedding(torch.cat([t_tok, zero], 1), self.cfg.freq_dim))  # (B, T+1, D)
             e6 = self.time_projection(e).unflatten(-1, (6, -1))  # (B, T+1, 6, D)
-        pos_v = grid_positions(grid.t, grid.h, grid.w, device)[None].expand(b, -1, -1)
+        pos_v = grid_positions(grid.t, grid.h, grid.w, device)[None]  # (1, Nv, 3): the same grid for every sample
         hd, theta = self.cfg.head_dim, self.cfg.rope_theta
         inputs = StepInputs(
             mod_video=e6[:, :-1],
             mod_cond=e6[:, -1:],
             rope_video=rope_angles(pos_v, hd, theta),
-            rope_cond=None if packed is None else rope_angles(packed.pos, hd, theta),
+            rope_cond=None if packed is None or not cond_rope else rope_angles(packed.pos, hd, theta),
             context=self.text_embedding(context.to(self.text_embedding[0].weight.dtype)),
             context_mask=None if context_mask is None or bool(context_mask.all()) else context_mask,
             cond_mask=None if packed is None else packed.mask,
@@ -354,7 +358,9 @@ class FullDiT(nn.Module):
         # 1. Tokenize: video patches and each condition's segment, packed into one sequence.
         xv = rearrange(self.patch_embedding(x.to(self.patch_embedding.weight.dtype)), "b d t h w -> b (t h w) d")
         packed = None if cache is not None else self.embed_conditions(conditions, grid)
-        s, e = self.step_inputs(t, grid, context, context_mask, packed if cache is None else cache.packed)
+        s, e = self.step_inputs(
+            t, grid, context, context_mask, packed if cache is None else cache.packed, cond_rope=cache is None
+        )
         xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
         # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN.
         for i, block in enumerate(self.blocks):
