@@ -144,6 +144,7 @@ class Scorer:
         self.depth = load_estimator(depth_estimator, device)
         self.text = ClipTextScore(clip_model, device) if clip_model else None
         self.features = FeatureIdentity(identity_model, device) if identity_model else None
+        self.gt_flow: dict[str, np.ndarray] = {}  # per case: every variant compares against the same GT flow
 
     def __call__(self, video: torch.Tensor, case: Case, wrong: Case) -> dict[str, float]:
         from fulldit.eval.camera_metrics import camera_errors, estimate_poses, is_rotation_only
@@ -161,7 +162,9 @@ class Scorer:
             s["prefix_psnr"] = psnr(video[: case.prefix_frames], gt.video[: case.prefix_frames])
             s["continuation_psnr"] = psnr(video[case.prefix_frames :], gt.video[case.prefix_frames :])
         if "camera" in case.conditions:
-            flow = motion_agreement(optical_flow(video), optical_flow(gt.video))
+            if case.id not in self.gt_flow:
+                self.gt_flow[case.id] = optical_flow(gt.video)
+            flow = motion_agreement(optical_flow(video), self.gt_flow[case.id])
             s.update(flow)
             est = estimate_poses(video, gt.camera.intrinsics, rotation_only=is_rotation_only(gt.meta.get("move", "")))
             s["sfm_ok"] = float(est.w2c is not None)
