@@ -109,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clip", metavar="DIR", help="CLIP model directory: adds text alignment (clip_text)")
     e.add_argument("--identity-model", metavar="DIR", help="DINOv2/CLIP vision directory: adds identity_features")
     e.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    e.add_argument(
+        "--generate-only", action="store_true", help="write the videos, score nothing (score later with the same --out)"
+    )
+
+    t = sub.add_parser("train", help="train a model (CPU, one GPU, or under torchrun with DDP/FSDP2)")
+    t.add_argument(
+        "--config", metavar="YAML", required=True, help="config with a train: section, e.g. configs/synth-s.yaml"
+    )
+    t.add_argument("--out", metavar="DIR", required=True, help="run folder: checkpoints/, logs/, samples/, model/")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest (start fresh if none)")
+    t.add_argument("--init", metavar="DIR", help="start from this checkpoint's weights with a fresh optimizer")
+    t.add_argument("--device", help="cpu or cuda (default: cuda when available; torchrun: this rank's GPU)")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
     return parser
 
 
@@ -249,13 +262,32 @@ def cmd_eval(args: argparse.Namespace) -> None:
         steps=args.steps,
         clip_model=args.clip,
         identity_model=args.identity_model,
+        score=not args.generate_only,
     )
+    if args.generate_only:
+        print(f"wrote the videos under {args.out}/videos; score them with the same command without --generate-only")
+        return
     print(f"wrote {args.out}/metrics.json and report.md ({sum(len(v) for v in metrics['cases'].values())} videos)")
     for r in metrics["effect"]:
         print(f"  {r['condition']:20s} {r['metric']:18s} given {r['given']:.3g}  withheld {r['withheld']:.3g}")
 
 
-COMMANDS = {"generate": cmd_generate, "info": cmd_info, "init": cmd_init, "synth": cmd_synth, "eval": cmd_eval}
+def cmd_train(args: argparse.Namespace) -> None:
+    from fulldit.train.loop import train
+
+    if args.init:
+        _check_file(args.init)
+    train(args.config, args.out, args.overrides, args.resume, args.init, args.device)
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "info": cmd_info,
+    "init": cmd_init,
+    "synth": cmd_synth,
+    "eval": cmd_eval,
+    "train": cmd_train,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

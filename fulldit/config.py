@@ -155,6 +155,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, str, bool, float) and not isinstance(value, tp):
         raise InputError(f"{where}: expected {tp.__name__}, found {value!r}")
     return value
@@ -209,4 +214,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a mapping at the top level")
     data = apply_overrides(data, overrides or [])
+    data.pop("train", None)  # a training YAML's train: section belongs to fulldit.train.config
     return from_dict(cls, data, str(path) if path else "config")

@@ -183,7 +183,7 @@ class Pipeline:
                 cfg.camera.frames_per_token,
                 self.codec.stride[0],
                 is_causal(self.codec),
-            )
+            ).to(self.device)
         if req.references:
             if len(req.references) > cfg.reference.max_images:
                 raise InputError(

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from fulldit.conditions import ConditionInput, Grid, build_conditions
 from fulldit.config import ModelConfig
@@ -256,6 +257,7 @@ class FullDiT(nn.Module):
         self.conditions = build_conditions(cfg)
         self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.ffn_dim, cfg.eps) for _ in range(cfg.layers)])
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
+        self.gradient_checkpointing = False  # training: recompute each block in backward instead of storing it
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -364,7 +366,10 @@ class FullDiT(nn.Module):
         xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
         # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN.
         for i, block in enumerate(self.blocks):
-            xv, xc = block(xv, xc, s, None if cache is None else cache.kv[i])
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                xv, xc = checkpoint(block, xv, xc, s, None, use_reentrant=False)
+            else:
+                xv, xc = block(xv, xc, s, None if cache is None else cache.kv[i])
         # 3. Keep the video tokens, project to patch values and unpatchify.
         out = self.head(xv, e)  # (B, Nv, pt*ph*pw*C)
         return rearrange(
@@ -414,14 +419,25 @@ class ConditionCache:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
 
 
-def flops_per_forward(cfg: ModelConfig, video_tokens: int, cond_tokens: int, text_tokens: int, cached: bool) -> float:
-    """Matmul FLOPs of one forward (attention included), for MFU/TFLOP/s reports."""
+def flops_per_forward(
+    cfg: ModelConfig,
+    video_tokens: int,
+    cond_tokens: int,
+    text_tokens: int,
+    cached: bool,
+    segments: list[int] | None = None,
+) -> float:
+    """Matmul FLOPs of one forward (attention included), for MFU/TFLOP/s reports.
+
+    segments: token counts of each condition (isolated layout: each attends only to itself); default one segment.
+    """
     d, f = cfg.dim, cfg.ffn_dim
     n = video_tokens + (0 if cached else cond_tokens)
     keys = video_tokens + cond_tokens
     linear = 2 * n * (4 * d * d + 2 * d * f) + 2 * n * 2 * d * d + 2 * text_tokens * 2 * d * d
     if cfg.attention == "isolated" or cached:
-        attn = 4 * video_tokens * keys * d + (0 if cached else 4 * cond_tokens * cond_tokens * d)
+        own = sum(4 * c * c * d for c in (segments if segments is not None else [cond_tokens]))
+        attn = 4 * video_tokens * keys * d + (0 if cached else own)
     else:
         attn = 4 * n * keys * d
     cross = 4 * n * text_tokens * d

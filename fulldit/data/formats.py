@@ -640,12 +640,16 @@ class ClipFolder(Dataset):
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} clips")
-        i %= n
+        return self.get(i % n)
+
+    def get(self, i: int, index: int | None = None) -> Clip:
+        """Entry i, or the next loadable one when it is broken (on_error="skip"); random start drawn for `index`."""
+        n = len(self)
         for j in [(i + k) % n for k in range(n)]:
             if j in self._broken:
                 continue
             try:
-                return self.load(j, i)
+                return self.load(j, i if index is None else index)
             except InputError as err:
                 if self.on_error == "raise":
                     raise

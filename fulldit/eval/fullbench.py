@@ -204,6 +204,7 @@ def run(
     steps: int | None = None,
     clip_model: str | None = None,
     identity_model: str | None = None,
+    score: bool = True,
 ) -> dict:
     """Generate (or take from `videos`) and score the cases of a benchmark; write metrics.json and report.md."""
     from fulldit.eval.report import write_report
@@ -221,7 +222,7 @@ def run(
         from fulldit.generate import Pipeline
 
         pipe = Pipeline.from_pretrained(checkpoint, device=device)
-    scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model)
+    scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model) if score else None
     jobs = [(c, v, group) for group in by_combo.values() for c in group for v in (variants(c) if pipe else ["given"])]
     results: dict[str, dict[str, dict[str, float]]] = {}
     for case, variant, group in tqdm(jobs, desc="fullbench", unit="video"):
@@ -241,10 +242,14 @@ def run(
                 write_video(video_path, pipe.generate(**fields), fps=float(info.get("fps", 8)))
         else:
             video_path = _external_video(Path(videos), case)
+        if scorer is None:  # --generate-only: videos now (e.g. on a GPU), scores later (e.g. where SfM runs)
+            continue
         video = read_video(video_path)[: case.clip.num_frames]
         score = scorer(video, case, wrong)
         _write_json(score_path, score)
         results.setdefault(case.id, {})[variant] = score
+    if scorer is None:
+        return {}
     metrics = aggregate(results, by_combo, info)
     metrics["source"] = {"checkpoint": str(checkpoint)} if checkpoint else {"videos": str(videos)}
     _write_json(out / "metrics.json", metrics)

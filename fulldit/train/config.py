@@ -1,0 +1,129 @@
+"""The `train:` section of a training YAML. The rest of the file is the checkpoint's `FullDiTConfig`.
+
+A training YAML is a model YAML with one more top-level key, so `configs/synth-s.yaml` describes both the
+model that is shipped and how it was trained. Unknown keys are errors, as everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fulldit.config import FullDiTConfig, apply_overrides, from_dict
+from fulldit.errors import InputError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from. `synthetic`: the world of fulldit.data, rendered on the training device."""
+
+    source: str = "synthetic"  # "synthetic" | "folder"
+    path: str = ""  # a fulldit-dataset/1 folder when source = "folder"
+    seed: int = 0  # synthetic: clip i is the world of seed + i; folder: the epoch shuffle's seed
+    frames: int = 16
+    height: int = 128
+    width: int = 128
+    references_per_object: int = 2
+    workers: int = 4  # DataLoader workers (plan synthetic clips, or decode folder clips)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("synthetic", "folder"):
+            raise InputError(f"train.data.source must be 'synthetic' or 'folder', not {self.source!r}")
+        if self.source == "folder" and not self.path:
+            raise InputError("train.data.path: a dataset folder is needed when train.data.source = 'folder'")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """From step `start` on, these token conditions are trained (frame conditions always are)."""
+
+    start: int = 0
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    """FullDiT's training strategy: conditions enter in stages; each micro-batch trains one subset of them.
+
+    Every subset of the stage's conditions is drawn with equal probability, except those that contain a set
+    listed in `exclude` (held out: FullDiT's emergent-ability test) or have more than `max_conditions`
+    members. `none` is the probability of a micro-batch with no token condition (guidance needs it).
+    """
+
+    stages: tuple[Stage, ...] = (Stage(0, ("camera", "reference", "depth")),)
+    exclude: tuple[tuple[str, ...], ...] = ()
+    max_conditions: int = 0  # 0: no limit
+    none: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.stages or self.stages[0].start != 0:
+            raise InputError("train.curriculum.stages: the first stage must start at step 0")
+        starts = [s.start for s in self.stages]
+        if starts != sorted(set(starts)):
+            raise InputError(f"train.curriculum.stages: starts must increase, found {starts}")
+        if not 0 <= self.none < 1:
+            raise InputError(f"train.curriculum.none must be in [0, 1), not {self.none}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, parallelism, checkpointing and logging. `batch_size` is global (all ranks, all micro-batches)."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    micro_batch: int = 0  # samples per rank per forward; 0: batch_size / world size (no accumulation)
+    lr: float = 3e-4
+    min_lr: float = 3e-5  # cosine decays to this
+    warmup: int = 200
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    precision: str = "bf16"  # "bf16" autocast on CUDA | "fp32"
+    activation_checkpointing: bool = False
+    parallel: str = "ddp"  # under torchrun: "ddp" | "fsdp" (FSDP2, fully_shard per block)
+    seed: int = 0
+    log_every: int = 20
+    sample_every: int = 0  # 0: no sample videos
+    save_every: int = 500
+    keep: int = 3  # training checkpoints kept
+    max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
+    data: DataConfig = field(default_factory=DataConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("bf16", "fp32"):
+            raise InputError(f"train.precision must be 'bf16' or 'fp32', not {self.precision!r}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise InputError(f"train.parallel must be 'ddp' or 'fsdp', not {self.parallel!r}")
+        for name in ("steps", "batch_size", "save_every", "keep", "log_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"train.{name} must be at least 1, not {getattr(self, name)}")
+
+    def accumulation(self, world: int) -> tuple[int, int]:
+        """(micro-batch size, micro-batches per step) on each of `world` ranks."""
+        per_rank, rest = divmod(self.batch_size, world)
+        if rest:
+            raise InputError(f"train.batch_size={self.batch_size} is not divisible by {world} ranks")
+        micro = self.micro_batch or per_rank
+        if per_rank % micro:
+            raise InputError(f"train.micro_batch={micro} does not divide the {per_rank} samples per rank")
+        return micro, per_rank // micro
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> tuple[FullDiTConfig, TrainConfig]:
+    """Split a training YAML into the model's config and the `train:` section (overrides: `train.lr=1e-4`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    train = from_dict(TrainConfig, data.pop("train", {}), f"{path}:train")
+    return from_dict(FullDiTConfig, data, str(path)), train

@@ -1,0 +1,100 @@
+"""Training batches addressed by (step, micro-batch): the same step always sees the same clips.
+
+Sample j of step s is global index s * batch_size + j. Rank r of R with A micro-batches of size M per step
+takes indices s*B + (r*A + m)*M ... + M for its m-th micro-batch, so one process with A = 2 and two processes
+with A = 1 see the same samples in the same micro-batch slots. Resuming at step s needs nothing but s.
+
+- synthetic: global index i is the world of seed `data.seed + i`; DataLoader workers plan clips (numpy, CPU)
+  and the training process renders each micro-batch on its own device in one batched pass (world.render_plans);
+- folder: a fulldit-dataset/1 folder, reshuffled every epoch with (seed, epoch); index i is position i % N of
+  epoch i // N's permutation, and a clip's random start frame is drawn from (seed, i).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import count
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fulldit.data import Batch, Clip, collate
+from fulldit.data.formats import ClipFolder
+from fulldit.data.stream import BENCH_SEED_BASE
+from fulldit.data.world import ClipPlan, plan_clip, render_plans
+from fulldit.train.config import DataConfig
+
+
+class SyntheticPlans(Dataset):
+    """Global index -> the plan of the world with seed `seed + index` (rendering happens on the training device)."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return BENCH_SEED_BASE - self.cfg.seed  # every training seed below the benchmark's
+
+    def __getitem__(self, index: int) -> ClipPlan:
+        c = self.cfg
+        if not 0 <= index < len(self):
+            raise IndexError(f"synthetic index {index} leaves the training seed range (< {BENCH_SEED_BASE})")
+        return plan_clip(c.seed + index, c.frames, c.height, c.width, c.references_per_object)
+
+
+class ShuffledFolder(Dataset):
+    """A dataset folder seen as an endless sequence of epochs, each in its own seeded order."""
+
+    def __init__(self, cfg: DataConfig):
+        self.folder = ClipFolder(cfg.path, cfg.frames, (cfg.height, cfg.width), random_start=True, seed=cfg.seed)
+        self.seed = cfg.seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> Clip:
+        n = len(self.folder)
+        epoch, pos = divmod(index, n)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        return self.folder.get(int(order[pos]), index)
+
+
+class MicroBatches:
+    """Lists of global indices, one list per micro-batch of this rank, from step `start` on (a batch sampler)."""
+
+    def __init__(self, batch_size: int, micro: int, accumulation: int, rank: int, start: int, steps: int):
+        self.batch_size, self.micro, self.accumulation = batch_size, micro, accumulation
+        self.rank, self.start, self.steps = rank, start, steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps) if self.steps else count(self.start):
+            for m in range(self.accumulation):
+                first = step * self.batch_size + (self.rank * self.accumulation + m) * self.micro
+                yield list(range(first, first + self.micro))
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.accumulation
+
+
+def _keep(items: list) -> list:
+    return items
+
+
+def make_loader(cfg: DataConfig, sampler: MicroBatches) -> DataLoader:
+    """A DataLoader yielding lists of ClipPlan (synthetic) or Clip (folder) per micro-batch."""
+    dataset = SyntheticPlans(cfg) if cfg.source == "synthetic" else ShuffledFolder(cfg)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=_keep,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+
+
+def to_batch(items: list[ClipPlan] | list[Clip], cfg: DataConfig, device: torch.device) -> Batch:
+    """Render planned clips on `device` (synthetic) or stack loaded ones: a Batch ready for prepare_batch."""
+    if items and isinstance(items[0], ClipPlan):
+        items = render_plans(items, cfg.height, cfg.width, device)
+    return collate(items)

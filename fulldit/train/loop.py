@@ -1,0 +1,391 @@
+"""The training loop: one file, nanoGPT-shaped. Same code on CPU, one GPU, and `torchrun` (DDP or FSDP2).
+
+    fulldit train --config configs/synth-s.yaml --out runs/synth-s [--resume] [train.lr=1e-4 ...]
+    torchrun --nproc_per_node 8 -m fulldit.cli train --config ... --out ...
+
+Every random draw of step s, micro-batch slot g (rank * accumulation + micro index) comes from a generator
+seeded with (seed, s, g): frame conditions, text dropout, timesteps and noise; the step's condition subset
+comes from (seed, s) and is the same on every rank (FSDP2 needs every rank to reduce the same gradients). With the
+index-addressed data (data.py) a run resumed at step s is the run that never stopped, and two processes with
+one micro-batch each compute what one process with two accumulated micro-batches computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config
+from fulldit.conditions import ConditionInput, Grid, drop_conditions
+from fulldit.conditions.frames import frame_timesteps, sample_known_frames
+from fulldit.config import FullDiTConfig, ModelConfig
+from fulldit.data.prepare import prepare_batch
+from fulldit.errors import InputError
+from fulldit.flow import flow_loss, interpolate, sample_time
+from fulldit.generate import Pipeline
+from fulldit.model import FullDiT, flops_per_forward
+from fulldit.text_encoders import TextEncoder
+from fulldit.train.config import TrainConfig, load_train_config
+from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
+from fulldit.train.data import MicroBatches, make_loader, to_batch
+from fulldit.train.ema import EMA
+from fulldit.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+class Trainee(nn.Module):
+    """Everything that is trained, in one module for DDP/FSDP2: the transformer and a trainable text encoder."""
+
+    def __init__(self, model: FullDiT, text: TextEncoder):
+        super().__init__()
+        self.model = model
+        self.text_encoder = text if isinstance(text, nn.Module) else None
+        self.frozen_text = None if isinstance(text, nn.Module) else text  # e.g. T5: encoded without gradients
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, captions: list[str], conditions: dict[str, ConditionInput]
+    ) -> torch.Tensor:
+        if self.text_encoder is not None:
+            context, mask = self.text_encoder(captions)
+        else:
+            with torch.no_grad():
+                context, mask = self.frozen_text.encode(captions)
+        return self.model(x, t, context.to(x.device), mask.to(x.device), conditions)
+
+
+@dataclass
+class TrainResult:
+    model: Path  # OUT/model: the EMA weights in bf16, for `fulldit generate --checkpoint`
+    step: int  # the step reached
+    losses: dict[int, float]  # step -> loss averaged over the global batch, for the steps this call ran
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> Dist:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: join the process group (NCCL on GPUs, gloo on CPU)."""
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if cuda else "gloo")
+        dev = torch.device("cuda", local) if cuda else torch.device("cpu")
+        return Dist(dist.get_rank(), dist.get_world_size(), dev)
+    return Dist(0, 1, torch.device(device or ("cuda" if cuda else "cpu")))
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.min_lr at cfg.steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+SUBSET_SLOT = 2**32 - 1  # the step-wide draw (condition subset), apart from every micro-batch slot
+
+
+def generators(seed: int, step: int, slot: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """(CPU, device) generators for one micro-batch slot of one step."""
+    state = np.random.SeedSequence([seed, step, slot]).generate_state(2, dtype=np.uint64)
+    cpu = torch.Generator().manual_seed(int(state[0]) >> 1)
+    dev = torch.Generator(device=device).manual_seed(int(state[1]) >> 1)
+    return cpu, dev
+
+
+def condition_segments(cfg: ModelConfig, grid: Grid, conditions: dict[str, ConditionInput]) -> list[int]:
+    """Tokens each condition adds per sample (for throughput and FLOPs)."""
+    sizes = []
+    for name, inp in conditions.items():
+        if name == "depth" or (name == "camera" and cfg.camera.mode == "plucker"):
+            sizes.append(grid.tokens)
+        elif name == "camera":
+            sizes.append(grid.t * cfg.camera.tokens_per_frame)
+        elif name == "reference":
+            sizes.append(inp.value.shape[1] * grid.h * grid.w)
+    return sizes
+
+
+class Stop:
+    """SIGTERM/SIGINT ask the loop to save and leave at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def close(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def micro_step(
+    trainee: nn.Module,
+    batch_items: list,
+    cfg: FullDiTConfig,
+    tcfg: TrainConfig,
+    pipe: Pipeline,
+    step: int,
+    slot: int,
+    scale: float,
+    d: Dist,
+) -> tuple[float, str, int, float]:
+    """Forward + backward of one micro-batch; returns (loss, subset name, tokens, model FLOPs of the forward)."""
+    gen, gen_dev = generators(tcfg.seed, step, slot, d.device)
+    subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
+    batch = to_batch(batch_items, tcfg.data, d.device)
+    inputs = prepare_batch(batch, cfg.model, pipe.codec, d.device)
+    x0 = inputs.x0
+    b, t_lat = x0.shape[0], x0.shape[2]
+    conds = {k: v for k, v in inputs.conditions.items() if k in subset}
+    probs = {n: getattr(cfg.model, n).dropout for n in conds}
+    conds = drop_conditions(conds, probs, gen)
+    known = sample_known_frames(b, t_lat, cfg.frames, gen).to(d.device)
+    drop_text = (torch.rand(b, generator=gen) < cfg.flow.text_dropout).tolist()
+    captions = ["" if drop else c for c, drop in zip(inputs.captions, drop_text)]
+    t = frame_timesteps(sample_time(b, cfg.flow, gen).to(d.device), known)  # (B, T), known frames at 0
+    noise = torch.randn(x0.shape, generator=gen_dev, device=d.device)
+    x_t = interpolate(x0, noise, t)
+    with torch.autocast(d.device.type, torch.bfloat16, enabled=tcfg.precision == "bf16"):
+        out = trainee(x_t, t, captions, conds)
+    loss = flow_loss(out, x0, noise, x_t, t, cfg.flow, known).mean()
+    (loss * scale).backward()
+    grid = pipe.model.grid(x0.shape)
+    segments = condition_segments(cfg.model, grid, conds)
+    text_tokens = pipe.text_encoder.max_length if hasattr(pipe.text_encoder, "max_length") else 0
+    flops = b * flops_per_forward(cfg.model, grid.tokens, sum(segments), text_tokens, False, segments)
+    return float(loss.detach()), subset_name(subset), b * (grid.tokens + sum(segments)), flops
+
+
+def _wrap(trainee: Trainee, tcfg: TrainConfig, d: Dist) -> nn.Module:
+    if d.world == 1:
+        return trainee
+    if tcfg.parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in trainee.model.blocks:
+            fully_shard(block)
+        fully_shard(trainee)
+        return trainee
+    ids = [d.device.index] if d.device.type == "cuda" else None
+    return DistributedDataParallel(trainee, device_ids=ids, find_unused_parameters=True)
+
+
+def _init_from(pipe: Pipeline, directory: str) -> None:
+    """Start from another checkpoint's weights (e.g. the bf16 weights of an earlier run): fresh optimizer."""
+    path = Path(directory)
+    read_config(path)
+    load_weights(pipe.model, {k: v.float() for k, v in load_state(path).items()}, str(path))
+    if isinstance(pipe.text_encoder, nn.Module):
+        load_text_weights(pipe.text_encoder, path)
+        for p in pipe.text_encoder.parameters():
+            p.data = p.data.float()
+
+
+def _sample(pipe: Pipeline, ema: EMA, out: Path, step: int, writer: object) -> None:
+    """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
+    from fulldit.data.stream import BENCH_SEED_BASE
+    from fulldit.data.world import render_clip
+    from fulldit.video_io import write_video
+
+    state = ema.full_state()
+    model = FullDiT(pipe.config.model).to(pipe.device)
+    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}, strict=False)
+    model.eval()
+    text = pipe.text_encoder
+    if isinstance(text, nn.Module):
+        import copy
+
+        text = copy.deepcopy(text)
+        text.load_state_dict({k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")})
+        text.eval()
+    s = pipe.config.sample
+    clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
+    names = pipe.config.model.conditions
+    video = Pipeline(pipe.config, model, pipe.codec, text, pipe.device).generate(
+        prompt=clip.caption,
+        camera=clip.camera if "camera" in names else None,
+        references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else None,
+        depth=clip.depth if "depth" in names else None,
+        first_frame=clip.video[0],
+        seed=0,
+    )
+    write_video(out / "samples" / f"step_{step:08d}.mp4", video, fps=s.fps)
+    if writer is not None:
+        strip = torch.cat([clip.video[:: max(1, s.frames // 4)], video[:: max(1, s.frames // 4)].cpu()], dim=3)
+        writer.add_images("sample/ground_truth_vs_generated", strip.clamp(0, 1), step)
+
+
+def train(
+    config: str,
+    out: str,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    init: str | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train (or continue); returns where the model went and the losses of the steps this call ran."""
+    cfg, tcfg = load_train_config(config, overrides)
+    check_curriculum(tcfg.curriculum, cfg.model.conditions)
+    d = setup_distributed(device)
+    micro, accumulation = tcfg.accumulation(d.world)
+    out_dir = Path(out)
+    ckpt_root = out_dir / "checkpoints"
+    torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
+    pipe = Pipeline.from_config(cfg, d.device)
+    if init:
+        _init_from(pipe, init)
+    pipe.model.gradient_checkpointing = tcfg.activation_checkpointing
+    trainee = Trainee(pipe.model, pipe.text_encoder)
+    module = _wrap(trainee, tcfg, d)
+    params = [p for p in trainee.parameters() if p.requires_grad]
+    fused = d.device.type == "cuda"
+    optimizer = torch.optim.AdamW(params, tcfg.lr, tcfg.betas, weight_decay=tcfg.weight_decay, fused=fused)
+    ema = EMA(trainee, tcfg.ema)
+    start, elapsed_before = 0, 0.0
+    last = latest_checkpoint(ckpt_root) if resume else None
+    if last is not None:
+        info = load_checkpoint(last, trainee, optimizer, ema)
+        start, elapsed_before = int(info["step"]), float(info.get("elapsed_s", 0.0))
+    elif not resume and latest_checkpoint(ckpt_root) is not None:
+        raise InputError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume or choose a new --out")
+
+    writer = None
+    if d.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "logs"))
+        print(
+            f"training {trainee.model.num_params() / 1e6:.1f}M parameters on {d.world} x {d.device.type}, "
+            f"global batch {tcfg.batch_size} = {d.world} ranks x {accumulation} x {micro}, "
+            f"steps {start} -> {tcfg.steps}" + (f" (resumed from {last})" if last else ""),
+            flush=True,
+        )
+    loader = iter(make_loader(tcfg.data, MicroBatches(tcfg.batch_size, micro, accumulation, d.rank, start, tcfg.steps)))
+    stop = Stop()
+    t_start = time.time()
+    bar = tqdm(total=tcfg.steps, initial=start, disable=not d.main, desc="train", unit="step", dynamic_ncols=True)
+    sums: dict[str, list[float]] = {}
+    window = {"time": time.time(), "tokens": 0, "samples": 0, "flops": 0.0}
+    step = start
+    saved_at = start if last is not None else -1
+    losses: dict[int, float] = {}
+    while step < tcfg.steps:
+        lr = lr_at(tcfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for m in range(accumulation):
+            sync = m == accumulation - 1 or not isinstance(module, DistributedDataParallel)
+            with contextlib.nullcontext() if sync else module.no_sync():
+                slot = d.rank * accumulation + m
+                loss, name, tokens, flops = micro_step(
+                    module, next(loader), cfg, tcfg, pipe, step, slot, 1.0 / accumulation, d
+                )
+            total += loss / accumulation
+            sums.setdefault(name, [0.0, 0])
+            sums[name][0] += loss
+            sums[name][1] += 1
+            window["tokens"] += tokens
+            window["samples"] += micro
+            window["flops"] += 3 * flops  # forward + backward (recomputation not counted)
+        for p in params:
+            if p.grad is None:  # a condition absent from every micro-batch: a zero gradient, as under DDP
+                p.grad = torch.zeros_like(p)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(trainee)
+        step += 1
+
+        flag = torch.tensor(
+            [float(stop.requested or (tcfg.max_minutes > 0 and time.time() - t_start > 60 * tcfg.max_minutes)), total],
+            device=d.device,
+        )
+        if d.world > 1:
+            dist.all_reduce(flag)
+            flag[1] /= d.world
+        stopping = bool(flag[0] > 0)
+        losses[step] = float(flag[1])
+        if d.main:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(flag[1]):.4f}", lr=f"{lr:.2e}")
+        if step % tcfg.log_every == 0 and d.main:
+            dt = time.time() - window["time"]
+            norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+            writer.add_scalar("loss/all", float(flag[1]), step)
+            for name, (s, n) in sums.items():
+                writer.add_scalar(f"loss/{name}", s / n, step)
+            writer.add_scalar("grad_norm", float(norm), step)
+            writer.add_scalar("lr", lr, step)
+            writer.add_scalar("throughput/samples_per_s", window["samples"] * d.world / dt, step)
+            writer.add_scalar("throughput/tokens_per_s", window["tokens"] * d.world / dt, step)
+            writer.add_scalar("throughput/tflops_per_device", window["flops"] / dt / 1e12, step)
+            sums = {}
+            window = {"time": time.time(), "tokens": 0, "samples": 0, "flops": 0.0}
+        # save first: a sample that fails must not cost the step's checkpoint
+        if step % tcfg.save_every == 0 or step == tcfg.steps or stopping:
+            elapsed = elapsed_before + time.time() - t_start
+            save_checkpoint(
+                ckpt_root, step, trainee, optimizer, ema, cfg, {"elapsed_s": elapsed, "world": d.world}, tcfg.keep
+            )
+            saved_at = step
+        if tcfg.sample_every and step % tcfg.sample_every == 0:
+            if d.main:
+                _sample(pipe, ema, out_dir, step, writer)
+            elif tcfg.parallel == "fsdp":
+                ema.full_state()  # the gather is collective
+        if stopping:
+            break
+    bar.close()
+    stop.close()
+    final = out_dir / "model"
+    if saved_at == step and d.main:
+        _export(latest_checkpoint(ckpt_root), final)
+    if writer is not None:
+        writer.close()
+        reason = "stopped" if step < tcfg.steps else "finished"
+        print(f"{reason} at step {step}; checkpoint {latest_checkpoint(ckpt_root)}; model {final}", flush=True)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(final, step, losses)
+
+
+def _export(checkpoint: Path | None, final: Path) -> None:
+    """OUT/model: the newest EMA weights in bf16, sharded (<= 15 MB a file), ready for `fulldit generate`."""
+    if checkpoint is None:
+        return
+    import shutil
+
+    pipe = Pipeline.from_pretrained(checkpoint / "ema", device="cpu", dtype=torch.float32)
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipe.save_pretrained(tmp, dtype=torch.bfloat16)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)

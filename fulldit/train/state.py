@@ -1,0 +1,171 @@
+"""Training checkpoints: everything needed to continue exactly, written so that a crash never breaks "latest".
+
+    OUT/checkpoints/step_00001000/
+        ema/                       the EMA weights as a checkpoint directory `fulldit generate` reads (fp32)
+        weights.safetensors        the trained weights (fp32), names as in the training module
+        optimizer.safetensors      AdamW moments and step counts, flattened: "state.<param>.<key>"
+        rng-rank<R>.safetensors    each rank's torch RNG states (CPU, and CUDA where used)
+        trainer.json               step, EMA updates, optimizer param groups, data position, elapsed time
+    OUT/checkpoints/latest         the name of the newest complete step directory
+
+A step directory is written under a temporary name and renamed when complete, then `latest` is replaced
+atomically; older step directories beyond `keep` are removed after that. A kill at any moment leaves the
+previous checkpoint intact. Weights, moments and RNG states are safetensors; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from fulldit.atomic import atomic_path
+from fulldit.checkpoint import save_pretrained
+from fulldit.config import FullDiTConfig
+from fulldit.errors import InputError
+from fulldit.train.ema import EMA
+
+LATEST = "latest"
+TRAINER = "trainer.json"
+FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    tensors = {}
+    for param, entries in state["state"].items():
+        for key, value in entries.items():
+            tensors[f"state.{param}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return tensors, state["param_groups"]
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    state: dict[str, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        param, key = name[len("state.") :].rsplit(".", 1)
+        state.setdefault(param, {})[key] = value
+    return {"state": state, "param_groups": groups}
+
+
+def _split(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    out = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def save_checkpoint(
+    root: Path,
+    step: int,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: EMA,
+    config: FullDiTConfig,
+    trainer: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write step `step` (collective: every rank calls it). Returns the final directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".step_{step:08d}.partial"
+    if _rank() == 0:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    _barrier()
+    save_file(_rng_state(), str(tmp / f"rng-rank{_rank()}.safetensors"))
+    weights, optim = get_state_dict(module, optimizer, options=FULL)  # gathers shards under FSDP2
+    ema_state = ema.full_state()
+    if _rank() == 0:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
+        tensors, groups = _flatten_optimizer(optim)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        shadow = {**weights, **ema_state}  # buffers (none today) from the live weights, parameters from the EMA
+        _save_ema(tmp / "ema", config, shadow)
+        info = {**trainer, "step": step, "ema_updates": ema.updates, "param_groups": groups}
+        (tmp / TRAINER).write_text(json.dumps(info, indent=2) + "\n")  # last file of a complete directory
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        with atomic_path(root / LATEST) as t:
+            t.write_text(final.name + "\n")
+        _prune(root, keep)
+    _barrier()
+    return final
+
+
+def _save_ema(directory: Path, config: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
+    """The EMA as an ordinary checkpoint directory (config.json + model/text-encoder safetensors)."""
+    from fulldit.generate import Pipeline
+
+    pipe = Pipeline.from_config(config, "cpu")
+    pipe.model.load_state_dict(_split(state, "model."))
+    if isinstance(pipe.text_encoder, nn.Module):
+        pipe.text_encoder.load_state_dict(_split(state, "text_encoder."))
+    text = pipe.text_encoder if isinstance(pipe.text_encoder, nn.Module) else None
+    save_pretrained(directory, config, pipe.model, text)
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for old in steps[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for partial in root.glob(".step_*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete step directory under `root`, or None."""
+    pointer = root / LATEST
+    if pointer.is_file():
+        candidate = root / pointer.read_text().strip()
+        if (candidate / TRAINER).is_file():
+            return candidate
+    complete = sorted(p for p in root.glob("step_*") if (p / TRAINER).is_file())
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer, ema: EMA) -> dict[str, Any]:
+    """Restore weights, optimizer, EMA and this rank's RNG states; returns trainer.json's contents."""
+    try:
+        info = json.loads((directory / TRAINER).read_text())
+        weights = load_file(str(directory / "weights.safetensors"))
+        optim = _unflatten_optimizer(load_file(str(directory / "optimizer.safetensors")), info["param_groups"])
+        from fulldit.checkpoint import load_state
+
+        ema_dir = directory / "ema"
+        shadow = {f"model.{k}": v for k, v in load_state(ema_dir).items()}
+        text_file = ema_dir / "text_encoder.safetensors"
+        if text_file.is_file():
+            shadow.update({f"text_encoder.{k}": v for k, v in load_file(str(text_file)).items()})
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise InputError(f"{directory}: not a complete training checkpoint ({err})") from err
+    set_state_dict(module, optimizer, model_state_dict=weights, optim_state_dict=optim, options=FULL)
+    ema.load_full_state(shadow, info["ema_updates"])
+    rng_file = directory / f"rng-rank{_rank()}.safetensors"
+    if rng_file.is_file():
+        rng = load_file(str(rng_file))
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+    return info

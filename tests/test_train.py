@@ -1,0 +1,213 @@
+"""Training loop: learning, exact resume, atomic checkpoints, signals, curriculum, and 2-process DDP (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fulldit.cli import main
+from fulldit.errors import InputError
+from fulldit.train import state as train_state
+from fulldit.train.config import CurriculumConfig, Stage, TrainConfig, load_train_config
+from fulldit.train.curriculum import allowed_subsets, check_curriculum, draw_subset, stage_at
+from fulldit.train.loop import lr_at, train
+
+# tiny runs: 4 frames of 32x32 -> 2x4x4 = 32 video tokens; 16 depth tokens... all in fp32 on CPU
+FAST = [
+    "train.batch_size=4",
+    "train.data.frames=4",
+    "train.data.height=32",
+    "train.data.width=32",
+    "train.data.workers=0",
+    "train.precision=fp32",
+    "train.warmup=2",
+    "train.log_every=1",
+    "train.keep=10",
+    "train.lr=1e-3",
+    "train.ema=0.9",
+    "sample.frames=4",
+    "sample.height=32",
+    "sample.width=32",
+    "sample.steps=2",
+    "model.layers=2",
+    "train.curriculum.stages=[{start: 0, conditions: [camera]}, {start: 2, conditions: [camera, reference, depth]}]",
+]
+CONFIG = "configs/tiny.yaml"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / f"step_{step:08d}" / "weights.safetensors"))
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    """N steps straight == N/2 steps, then --resume for the rest: same losses, weights, moments, EMA."""
+    straight = train(CONFIG, str(tmp_path / "a"), [*FAST, "train.steps=4", "train.save_every=2"], device="cpu")
+    first = train(CONFIG, str(tmp_path / "b"), [*FAST, "train.steps=4", "train.save_every=2", "train.max_minutes=1e-9"],
+                  device="cpu")  # fmt: skip
+    assert first.step == 1  # max_minutes stops after the first step (and saves it)
+    rest = [*FAST, "train.steps=4", "train.save_every=2"]
+    second = train(CONFIG, str(tmp_path / "b"), rest, resume=True, device="cpu")
+    assert second.step == 4 and set(second.losses) == {2, 3, 4}
+    for step in (2, 3, 4):
+        assert second.losses[step] == straight.losses[step]
+    a, b = _weights(tmp_path / "a", 4), _weights(tmp_path / "b", 4)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    oa = load_file(str(tmp_path / "a/checkpoints/step_00000004/optimizer.safetensors"))
+    ob = load_file(str(tmp_path / "b/checkpoints/step_00000004/optimizer.safetensors"))
+    assert all(torch.equal(oa[k], ob[k]) for k in oa)
+    ea = load_file(str(tmp_path / "a/checkpoints/step_00000004/ema/text_encoder.safetensors"))
+    eb = load_file(str(tmp_path / "b/checkpoints/step_00000004/ema/text_encoder.safetensors"))
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    # the exported model is a checkpoint `fulldit generate` reads, in bf16
+    assert main(["info", str(second.model)]) == 0
+    assert next(iter(load_file(str(second.model / "text_encoder.safetensors")).values())).dtype == torch.bfloat16
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path: Path) -> None:
+    """Same clips every step (a one-clip dataset folder): the loss must fall well below where it started."""
+    from fulldit.data.synth import write_dataset
+
+    write_dataset(tmp_path / "data", n=1, seed=3, frames=4, height=32, width=32, device="cpu")
+    run = train(CONFIG, str(tmp_path / "run"),
+                [*FAST, "train.steps=40", "train.save_every=40", "train.data.source=folder",
+                 f"train.data.path={tmp_path / 'data'}", "flow.timestep_sampling=uniform", "train.lr=2e-3",
+                 "train.curriculum.none=0.0", "frames.first=0", "frames.prefix=0", "frames.last=0"],
+                device="cpu")  # fmt: skip
+    early = sum(run.losses[s] for s in range(1, 6)) / 5
+    late = sum(run.losses[s] for s in range(36, 41)) / 5
+    assert late < 0.6 * early, (early, late)
+
+
+def test_crash_while_saving_keeps_the_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    train(CONFIG, str(run), [*FAST, "train.steps=2", "train.save_every=1"], device="cpu")
+    calls = {"n": 0}
+    real = train_state.save_file
+
+    def dying_save(tensors: dict, path: str, metadata: dict | None = None) -> None:
+        calls["n"] += 1
+        if "optimizer" in path:  # die half-way through writing step 3
+            raise OSError("disk pulled out")
+        real(tensors, path, metadata)
+
+    monkeypatch.setattr(train_state, "save_file", dying_save)
+    with pytest.raises(OSError, match="disk pulled out"):
+        train(CONFIG, str(run), [*FAST, "train.steps=4", "train.save_every=1"], resume=True, device="cpu")
+    assert calls["n"] >= 2
+    latest = train_state.latest_checkpoint(run / "checkpoints")
+    assert latest is not None and latest.name == "step_00000002"
+    assert (run / "checkpoints" / ".step_00000003.partial").exists()  # the broken one is never "latest"
+    monkeypatch.setattr(train_state, "save_file", real)
+    done = train(CONFIG, str(run), [*FAST, "train.steps=4", "train.save_every=1"], resume=True, device="cpu")
+    assert done.step == 4 and set(done.losses) == {3, 4}
+    assert not (run / "checkpoints" / ".step_00000003.partial").exists()  # cleaned up by the next save
+
+
+def test_keep_last_k_and_refuse_to_overwrite(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(CONFIG, str(run), [*FAST, "train.steps=4", "train.save_every=1", "train.keep=2"], device="cpu")
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_00000003", "step_00000004"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000004"
+    with pytest.raises(InputError, match="--resume"):
+        train(CONFIG, str(run), [*FAST, "train.steps=4"], device="cpu")
+
+
+def _run_cli(args: list[str], out: Path, **kw: object) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _run_cli([sys.executable, "-m", "fulldit.cli", "train", "--config", CONFIG, "--out", str(run), "--device",
+                     "cpu", *FAST, "train.steps=100000", "train.save_every=100000"], run)  # fmt: skip
+    deadline = time.time() + 120
+    while not list((run / "logs").glob("events*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "stopped at step" in stdout
+    latest = train_state.latest_checkpoint(run / "checkpoints")
+    assert latest is not None
+    step = json.loads((latest / "trainer.json").read_text())["step"]
+    assert 0 < step < 100000
+    assert (run / "model" / "config.json").is_file()
+
+
+def _torchrun_available() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_gloo_available()
+
+
+@pytest.mark.skipif(not _torchrun_available(), reason="torch.distributed with gloo is not available")
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path: Path, parallel: str) -> None:
+    """torchrun, 2 CPU processes (gloo), 1 micro-batch each == 1 process accumulating 2 micro-batches."""
+    common = [*FAST, "train.steps=3", "train.save_every=3", f"train.parallel={parallel}"]
+    one = train(CONFIG, str(tmp_path / "one"), [*common, "train.micro_batch=2"], device="cpu")
+    proc = _run_cli([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                     "-m", "fulldit.cli", "train", "--config", CONFIG, "--out", str(tmp_path / "two"), "--device",
+                     "cpu", *common], tmp_path)  # fmt: skip
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    a, b = _weights(tmp_path / "one", 3), _weights(tmp_path / "two", 3)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=k)
+    assert one.step == 3
+
+
+def test_lr_schedule() -> None:
+    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr=0.1)
+    assert lr_at(cfg, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, 9) == pytest.approx(1.0)
+    assert lr_at(cfg, 55) == pytest.approx(0.55)
+    assert lr_at(cfg, 100) == pytest.approx(0.1)
+    assert all(lr_at(cfg, s) >= lr_at(cfg, s + 1) for s in range(10, 100))
+
+
+def test_curriculum_stages_and_held_out_subsets() -> None:
+    cfg = CurriculumConfig(
+        stages=(Stage(0, ("camera",)), Stage(10, ("camera", "reference", "depth"))),
+        exclude=(("camera", "reference", "depth"),),
+        none=0.2,
+    )
+    assert stage_at(cfg, 9).conditions == ("camera",)
+    subsets = allowed_subsets(cfg, stage_at(cfg, 10).conditions)
+    assert ("camera", "reference", "depth") not in subsets and len(subsets) == 6
+    g = torch.Generator().manual_seed(0)
+    early = {draw_subset(cfg, 5, g) for _ in range(200)}
+    assert early == {(), ("camera",)}
+    late = [draw_subset(cfg, 50, g) for _ in range(3000)]
+    assert set(late) == {(), *subsets}
+    assert 0.15 < late.count(()) / len(late) < 0.25
+    with pytest.raises(InputError, match="does not have"):
+        check_curriculum(CurriculumConfig(stages=(Stage(0, ("sound",)),)), ("camera",))
+    with pytest.raises(InputError, match="no subset"):
+        check_curriculum(CurriculumConfig(stages=(Stage(0, ("camera",)),), exclude=(("camera",),)), ("camera",))
+
+
+def test_train_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model_cfg, tcfg = load_train_config("configs/synth-s.yaml")
+    assert tcfg.curriculum.exclude == (("camera", "reference", "depth"),) and model_cfg.model.dim == 384
+    with pytest.raises(InputError, match="train.batch_size=6 is not divisible by 4 ranks"):
+        TrainConfig(batch_size=6).accumulation(4)
+    assert TrainConfig(batch_size=8, micro_batch=2).accumulation(2) == (2, 2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stepz: 3\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) stepz" in err and err.count("\n") == 1
+    assert main(["train", "--config", CONFIG, "--out", str(tmp_path / "o"), "train.parallel=horovod"]) == 2
+    assert not (tmp_path / "o").exists()
