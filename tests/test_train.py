@@ -211,3 +211,26 @@ def test_train_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert "unknown key(s) stepz" in err and err.count("\n") == 1
     assert main(["train", "--config", CONFIG, "--out", str(tmp_path / "o"), "train.parallel=horovod"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_batch_reuse_renders_once_per_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.data.reuse=2: one rendered batch per two steps; a resume in the middle of a pair is still exact."""
+    from fulldit.train import loop
+
+    rendered = []
+    real = loop.to_batch
+
+    def counting(items: list, cfg: object, device: object) -> object:
+        rendered.append([p.seed for p in items])
+        return real(items, cfg, device)
+
+    monkeypatch.setattr(loop, "to_batch", counting)
+    reuse = [*FAST, "train.steps=4", "train.save_every=1", "train.data.reuse=2"]
+    straight = train(CONFIG, str(tmp_path / "a"), reuse, device="cpu")
+    assert rendered == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert straight.losses[1] != straight.losses[2]  # same clips, fresh noise and timesteps
+    rendered.clear()
+    train(CONFIG, str(tmp_path / "b"), [*reuse, "train.max_minutes=1e-9"], device="cpu")  # stops after step 1
+    resumed = train(CONFIG, str(tmp_path / "b"), reuse, resume=True, device="cpu")
+    assert rendered == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]]  # the resumed pair's batch is rendered again
+    assert all(resumed.losses[s] == straight.losses[s] for s in (2, 3, 4))

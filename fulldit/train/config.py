@@ -27,10 +27,13 @@ class DataConfig:
     width: int = 128
     references_per_object: int = 2
     workers: int = 4  # DataLoader workers (plan synthetic clips, or decode folder clips)
+    reuse: int = 1  # each batch trains this many consecutive steps (fresh noise, times): for render-bound runs
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "folder"):
             raise InputError(f"train.data.source must be 'synthetic' or 'folder', not {self.source!r}")
+        if self.reuse < 1:
+            raise InputError(f"train.data.reuse must be at least 1, not {self.reuse}")
         if self.source == "folder" and not self.path:
             raise InputError("train.data.path: a dataset folder is needed when train.data.source = 'folder'")
 

@@ -1,8 +1,9 @@
 """Training batches addressed by (step, micro-batch): the same step always sees the same clips.
 
-Sample j of step s is global index s * batch_size + j. Rank r of R with A micro-batches of size M per step
-takes indices s*B + (r*A + m)*M ... + M for its m-th micro-batch, so one process with A = 2 and two processes
-with A = 1 see the same samples in the same micro-batch slots. Resuming at step s needs nothing but s.
+Sample j of step s is global index g * batch_size + j with g = s // reuse (`train.data.reuse` consecutive steps
+train on one batch, each with fresh noise, timesteps and frame conditions). Rank r of R with A micro-batches of
+size M per step takes indices g*B + (r*A + m)*M ... + M for its m-th micro-batch, so one process with A = 2 and
+two processes with A = 1 see the same samples in the same micro-batch slots. Resuming at step s needs only s.
 
 - synthetic: global index i is the world of seed `data.seed + i`; DataLoader workers plan clips (numpy, CPU)
   and the training process renders each micro-batch on its own device in one batched pass (world.render_plans);
@@ -60,20 +61,23 @@ class ShuffledFolder(Dataset):
 
 
 class MicroBatches:
-    """Lists of global indices, one list per micro-batch of this rank, from step `start` on (a batch sampler)."""
+    """Lists of global indices, one per micro-batch of this rank, for each batch group from `start_group` on.
 
-    def __init__(self, batch_size: int, micro: int, accumulation: int, rank: int, start: int, steps: int):
+    Group g holds the batch of steps g * reuse ... (g + 1) * reuse - 1. A batch sampler for DataLoader.
+    """
+
+    def __init__(self, batch_size: int, micro: int, accumulation: int, rank: int, start_group: int, groups: int):
         self.batch_size, self.micro, self.accumulation = batch_size, micro, accumulation
-        self.rank, self.start, self.steps = rank, start, steps
+        self.rank, self.start, self.groups = rank, start_group, groups
 
     def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start, self.steps) if self.steps else count(self.start):
+        for group in range(self.start, self.groups) if self.groups else count(self.start):
             for m in range(self.accumulation):
-                first = step * self.batch_size + (self.rank * self.accumulation + m) * self.micro
+                first = group * self.batch_size + (self.rank * self.accumulation + m) * self.micro
                 yield list(range(first, first + self.micro))
 
     def __len__(self) -> int:
-        return (self.steps - self.start) * self.accumulation
+        return (self.groups - self.start) * self.accumulation
 
 
 def _keep(items: list) -> list:

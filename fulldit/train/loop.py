@@ -31,6 +31,7 @@ from fulldit.checkpoint import load_state, load_text_weights, load_weights, read
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, ModelConfig
+from fulldit.data import Batch
 from fulldit.data.prepare import prepare_batch
 from fulldit.errors import InputError
 from fulldit.flow import flow_loss, interpolate, sample_time
@@ -144,7 +145,7 @@ class Stop:
 
 def micro_step(
     trainee: nn.Module,
-    batch_items: list,
+    batch: Batch,
     cfg: FullDiTConfig,
     tcfg: TrainConfig,
     pipe: Pipeline,
@@ -156,7 +157,6 @@ def micro_step(
     """Forward + backward of one micro-batch; returns (loss, subset name, tokens, model FLOPs of the forward)."""
     gen, gen_dev = generators(tcfg.seed, step, slot, d.device)
     subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
-    batch = to_batch(batch_items, tcfg.data, d.device)
     inputs = prepare_batch(batch, cfg.model, pipe.codec, d.device)
     x0 = inputs.x0
     b, t_lat = x0.shape[0], x0.shape[2]
@@ -284,7 +284,10 @@ def train(
             f"steps {start} -> {tcfg.steps}" + (f" (resumed from {last})" if last else ""),
             flush=True,
         )
-    loader = iter(make_loader(tcfg.data, MicroBatches(tcfg.batch_size, micro, accumulation, d.rank, start, tcfg.steps)))
+    reuse = tcfg.data.reuse
+    sampler = MicroBatches(tcfg.batch_size, micro, accumulation, d.rank, start // reuse, -(-tcfg.steps // reuse))
+    loader = iter(make_loader(tcfg.data, sampler))
+    batch_group, batches = -1, []
     stop = Stop()
     t_start = time.time()
     bar = tqdm(total=tcfg.steps, initial=start, disable=not d.main, desc="train", unit="step", dynamic_ncols=True)
@@ -295,15 +298,18 @@ def train(
     losses: dict[int, float] = {}
     while step < tcfg.steps:
         lr = lr_at(tcfg, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
         total = 0.0
+        if step // reuse != batch_group:  # render (or load) this step's micro-batches; reused for `reuse` steps
+            batch_group = step // reuse
+            batches = [to_batch(next(loader), tcfg.data, d.device) for _ in range(accumulation)]
         for m in range(accumulation):
             sync = m == accumulation - 1 or not isinstance(module, DistributedDataParallel)
             with contextlib.nullcontext() if sync else module.no_sync():
                 slot = d.rank * accumulation + m
                 loss, name, tokens, flops = micro_step(
-                    module, next(loader), cfg, tcfg, pipe, step, slot, 1.0 / accumulation, d
+                    module, batches[m], cfg, tcfg, pipe, step, slot, 1.0 / accumulation, d
                 )
             total += loss / accumulation
             sums.setdefault(name, [0.0, 0])
