@@ -200,8 +200,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = FullDiTConfig) -> Any:
-    """Load a YAML/JSON file (or defaults when `path` is None), apply dotted overrides, validate."""
+def read_yaml(path: str | Path | None, overrides: list[str] | None = None) -> dict:
+    """A YAML/JSON file as a nested dict (empty when `path` is None), with dotted overrides applied."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -213,6 +213,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a mapping at the top level")
-    data = apply_overrides(data, overrides or [])
+    return apply_overrides(data, overrides or [])
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = FullDiTConfig) -> Any:
+    """Load a YAML/JSON file (or defaults when `path` is None), apply dotted overrides, validate."""
+    data = read_yaml(path, overrides)
     data.pop("train", None)  # a training YAML's train: section belongs to fulldit.train.config
     return from_dict(cls, data, str(path) if path else "config")

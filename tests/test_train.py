@@ -51,7 +51,9 @@ def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
 
 def test_resume_is_exact(tmp_path: Path) -> None:
     """N steps straight == N/2 steps, then --resume for the rest: same losses, weights, moments, EMA."""
-    straight = train(CONFIG, str(tmp_path / "a"), [*FAST, "train.steps=4", "train.save_every=2"], device="cpu")
+    with_sample = [*FAST, "train.steps=4", "train.save_every=2", "train.sample_every=4"]
+    straight = train(CONFIG, str(tmp_path / "a"), with_sample, device="cpu")
+    assert (tmp_path / "a" / "samples" / "step_00000004.mp4").is_file()  # a sample video from the EMA weights
     first = train(CONFIG, str(tmp_path / "b"), [*FAST, "train.steps=4", "train.save_every=2", "train.max_minutes=1e-9"],
                   device="cpu")  # fmt: skip
     assert first.step == 1  # max_minutes stops after the first step (and saves it)

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from fulldit.config import FullDiTConfig, apply_overrides, from_dict
+from fulldit.config import FullDiTConfig, from_dict, read_yaml
 from fulldit.errors import InputError
 
 
@@ -118,15 +116,6 @@ class TrainConfig:
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> tuple[FullDiTConfig, TrainConfig]:
     """Split a training YAML into the model's config and the `train:` section (overrides: `train.lr=1e-4`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping at the top level")
-    data = apply_overrides(data, overrides or [])
+    data = read_yaml(path, overrides)
     train = from_dict(TrainConfig, data.pop("train", {}), f"{path}:train")
     return from_dict(FullDiTConfig, data, str(path)), train

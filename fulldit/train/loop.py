@@ -213,7 +213,7 @@ def _sample(pipe: Pipeline, ema: EMA, out: Path, step: int, writer: object) -> N
 
     state = ema.full_state()
     model = FullDiT(pipe.config.model).to(pipe.device)
-    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}, strict=False)
+    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     model.eval()
     text = pipe.text_encoder
     if isinstance(text, nn.Module):
