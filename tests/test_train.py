@@ -236,3 +236,25 @@ def test_batch_reuse_renders_once_per_group(tmp_path: Path, monkeypatch: pytest.
     resumed = train(CONFIG, str(tmp_path / "b"), reuse, resume=True, device="cpu")
     assert rendered == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]]  # the resumed pair's batch is rendered again
     assert all(resumed.losses[s] == straight.losses[s] for s in (2, 3, 4))
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    from fulldit.config import load_config
+    from fulldit.model import FullDiT
+    from tests.conftest import randomize
+
+    cfg = load_config(CONFIG, ["model.layers=2"]).model
+    torch.manual_seed(0)
+    model = FullDiT(cfg)
+    randomize(model)
+    x = torch.randn(2, cfg.in_channels, 2, 4, 4)
+    ctx = torch.randn(2, 5, cfg.text_dim)
+    grads = []
+    for on in (False, True):
+        model.zero_grad()
+        model.gradient_checkpointing = on
+        model(x, torch.tensor([0.3, 0.8]), ctx).square().mean().backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
