@@ -46,19 +46,22 @@ def timed(fn, warmup: int, repeat: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def condition_mix(names: list[str], lat: tuple[int, int, int], cfg: ModelConfig, device, dtype) -> dict:
+def condition_mix(names: list[str], lat: tuple[int, int, int], cfg: ModelConfig, device, dtype, batch: int = 1) -> dict:
+    """Random condition inputs for `batch` samples: camera features, 2 references, a depth video."""
     t, h, w = lat
     g = torch.Generator(device="cpu").manual_seed(1)
-    one = torch.ones(1, dtype=torch.bool, device=device)
+    one = torch.ones(batch, dtype=torch.bool, device=device)
     out = {}
     if "camera" in names:
-        feats = torch.randn(1, t // cfg.patch[0], 16 * cfg.camera.frames_per_token, generator=g)
+        feats = torch.randn(batch, t // cfg.patch[0], 16 * cfg.camera.frames_per_token, generator=g)
         out["camera"] = ConditionInput(feats.to(device, dtype), one)
     if "reference" in names:
-        refs = torch.randn(1, 2, cfg.in_channels, h, w, generator=g)
-        out["reference"] = ConditionInput(refs.to(device, dtype), torch.ones(1, 2, dtype=torch.bool, device=device))
+        refs = torch.randn(batch, 2, cfg.in_channels, h, w, generator=g)
+        both = torch.ones(batch, 2, dtype=torch.bool, device=device)
+        out["reference"] = ConditionInput(refs.to(device, dtype), both)
     if "depth" in names:
-        out["depth"] = ConditionInput(torch.randn(1, cfg.in_channels, t, h, w, generator=g).to(device, dtype), one)
+        depth = torch.randn(batch, cfg.in_channels, t, h, w, generator=g)
+        out["depth"] = ConditionInput(depth.to(device, dtype), one)
     return out
 
 

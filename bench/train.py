@@ -26,11 +26,12 @@ import time
 
 import torch
 import torch.distributed as dist
+from step import condition_mix  # bench/step.py, beside this script
 from torch.nn.parallel import DistributedDataParallel
 
-from fulldit.conditions import ConditionInput
 from fulldit.config import CameraConfig, ModelConfig, load_config
 from fulldit.model import FullDiT, flops_per_forward
+from fulldit.train.loop import condition_segments
 
 SPEC_TFLOPS = 989.0  # H100/H200 SXM bf16 dense
 
@@ -68,27 +69,11 @@ def matmul_tflops(device: torch.device) -> float:
 
 
 def inputs(cfg: ModelConfig, lat: tuple[int, int, int], batch: int, text: int, names: list[str], device):
-    t, h, w = lat
+    """Random latents, text features and conditions (bench/step.py's condition mix) for `batch` samples."""
     g = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(batch, cfg.in_channels, t, h, w, generator=g).to(device)
+    x = torch.randn(batch, cfg.in_channels, *lat, generator=g).to(device)
     ctx = torch.randn(batch, text, cfg.text_dim, generator=g).to(device)
-    on = torch.ones(batch, dtype=torch.bool, device=device)
-    conds = {}
-    if "camera" in names:
-        feats = torch.randn(batch, t // cfg.patch[0], 16 * cfg.camera.frames_per_token, generator=g)
-        conds["camera"] = ConditionInput(feats.to(device), on)
-    if "reference" in names:
-        refs = torch.randn(batch, 2, cfg.in_channels, h, w, generator=g).to(device)
-        conds["reference"] = ConditionInput(refs, torch.ones(batch, 2, dtype=torch.bool, device=device))
-    if "depth" in names:
-        conds["depth"] = ConditionInput(torch.randn(batch, cfg.in_channels, t, h, w, generator=g).to(device), on)
-    return x, ctx, conds
-
-
-def condition_tokens(cfg: ModelConfig, lat: tuple[int, int, int], names: list[str]) -> list[int]:
-    t, h, w = lat[0] // cfg.patch[0], lat[1] // cfg.patch[1], lat[2] // cfg.patch[2]
-    sizes = {"camera": t * cfg.camera.tokens_per_frame, "reference": 2 * h * w, "depth": t * h * w}
-    return [sizes[n] for n in names]
+    return x, ctx, condition_mix(names, lat, cfg, device, torch.float32, batch)
 
 
 def main() -> None:
@@ -158,8 +143,9 @@ def main() -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
-    segs = condition_tokens(cfg, lat, args.conditions)
-    video = (lat[0] // cfg.patch[0]) * (lat[1] // cfg.patch[1]) * (lat[2] // cfg.patch[2])
+    grid = model.grid(x.shape)
+    segs = condition_segments(cfg, grid, conds)
+    video = grid.tokens
     flops = 3 * args.batch * flops_per_forward(cfg, video, sum(segs), text, False, segs)
     tflops = flops / sec / 1e12
     peak = matmul_tflops(device)

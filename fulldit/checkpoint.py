@@ -100,11 +100,24 @@ def save_pretrained(
 
     dtype: store floating weights in this type (bf16 halves the size; loading casts back to the model's type).
     """
+    text_state = text_encoder.state_dict() if isinstance(text_encoder, nn.Module) else None
+    save_states(directory, config, model.state_dict(), text_state, max_shard_bytes, dtype)
+
+
+def save_states(
+    directory: str | Path,
+    config: FullDiTConfig,
+    model_state: dict[str, torch.Tensor],
+    text_state: dict[str, torch.Tensor] | None = None,
+    max_shard_bytes: int = 15 * 2**20,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """`save_pretrained` from state dicts (e.g. EMA weights), without building the modules."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_state(_cast(model.state_dict(), dtype), directory, max_shard_bytes)
-    if isinstance(text_encoder, nn.Module):
-        _save_tensors(_cast(text_encoder.state_dict(), dtype), directory / TEXT_WEIGHTS)
+    save_state(_cast(model_state, dtype), directory, max_shard_bytes)
+    if text_state:
+        _save_tensors(_cast(text_state, dtype), directory / TEXT_WEIGHTS)
     _write_json(directory / CONFIG, to_dict(config))  # last: a directory with a config is complete
 
 

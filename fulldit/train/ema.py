@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 
 class EMA:
@@ -43,8 +43,6 @@ class EMA:
             full = state[name].to(torch.float32)
             t = self.shadow[i]
             if isinstance(t, DTensor):
-                from torch.distributed.tensor import distribute_tensor
-
                 self.shadow[i] = distribute_tensor(full.to(t.device), t.device_mesh, t.placements)
             else:
                 t.copy_(full.to(t.device))

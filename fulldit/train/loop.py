@@ -42,7 +42,7 @@ from fulldit.train.config import TrainConfig, load_train_config
 from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
 from fulldit.train.data import MicroBatches, make_loader, to_batch
 from fulldit.train.ema import EMA
-from fulldit.train.state import latest_checkpoint, load_checkpoint, save_checkpoint
+from fulldit.train.state import latest_checkpoint, load_checkpoint, save_checkpoint, split_state
 
 
 class Trainee(nn.Module):
@@ -149,14 +149,14 @@ def micro_step(
     cfg: FullDiTConfig,
     tcfg: TrainConfig,
     pipe: Pipeline,
+    subset: tuple[str, ...],
     step: int,
     slot: int,
     scale: float,
     d: Dist,
-) -> tuple[float, str, int, float]:
-    """Forward + backward of one micro-batch; returns (loss, subset name, tokens, model FLOPs of the forward)."""
+) -> tuple[float, int, float]:
+    """Forward + backward of one micro-batch on the step's condition subset; returns (loss, tokens, forward FLOPs)."""
     gen, gen_dev = generators(tcfg.seed, step, slot, d.device)
-    subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
     inputs = prepare_batch(batch, cfg.model, pipe.codec, d.device)
     x0 = inputs.x0
     b, t_lat = x0.shape[0], x0.shape[2]
@@ -177,7 +177,7 @@ def micro_step(
     segments = condition_segments(cfg.model, grid, conds)
     text_tokens = pipe.text_encoder.max_length if hasattr(pipe.text_encoder, "max_length") else 0
     flops = b * flops_per_forward(cfg.model, grid.tokens, sum(segments), text_tokens, False, segments)
-    return float(loss.detach()), subset_name(subset), b * (grid.tokens + sum(segments)), flops
+    return float(loss.detach()), b * (grid.tokens + sum(segments)), flops
 
 
 def _wrap(trainee: Trainee, tcfg: TrainConfig, d: Dist) -> nn.Module:
@@ -213,14 +213,14 @@ def _sample(pipe: Pipeline, ema: EMA, out: Path, step: int, writer: object) -> N
 
     state = ema.full_state()
     model = FullDiT(pipe.config.model).to(pipe.device)
-    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(split_state(state, "model."))
     model.eval()
     text = pipe.text_encoder
     if isinstance(text, nn.Module):
         import copy
 
         text = copy.deepcopy(text)
-        text.load_state_dict({k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")})
+        text.load_state_dict(split_state(state, "text_encoder."))
         text.eval()
     s = pipe.config.sample
     clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
@@ -301,6 +301,8 @@ def train(
         for param_group in optimizer.param_groups:
             param_group["lr"] = lr
         total = 0.0
+        subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
+        name = subset_name(subset)
         if step // reuse != batch_group:  # render (or load) this step's micro-batches; reused for `reuse` steps
             batch_group = step // reuse
             batches = [to_batch(next(loader), tcfg.data, d.device) for _ in range(accumulation)]
@@ -308,8 +310,8 @@ def train(
             sync = m == accumulation - 1 or not isinstance(module, DistributedDataParallel)
             with contextlib.nullcontext() if sync else module.no_sync():
                 slot = d.rank * accumulation + m
-                loss, name, tokens, flops = micro_step(
-                    module, batches[m], cfg, tcfg, pipe, step, slot, 1.0 / accumulation, d
+                loss, tokens, flops = micro_step(
+                    module, batches[m], cfg, tcfg, pipe, subset, step, slot, 1.0 / accumulation, d
                 )
             total += loss / accumulation
             sums.setdefault(name, [0.0, 0])
@@ -343,8 +345,8 @@ def train(
             dt = time.time() - window["time"]
             norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
             writer.add_scalar("loss/all", float(flag[1]), step)
-            for name, (s, n) in sums.items():
-                writer.add_scalar(f"loss/{name}", s / n, step)
+            for subset_tag, (s, n) in sums.items():
+                writer.add_scalar(f"loss/{subset_tag}", s / n, step)
             writer.add_scalar("grad_norm", float(norm), step)
             writer.add_scalar("lr", lr, step)
             writer.add_scalar("throughput/samples_per_s", window["samples"] * d.world / dt, step)

@@ -28,7 +28,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from fulldit.atomic import atomic_path
-from fulldit.checkpoint import save_pretrained
+from fulldit.checkpoint import load_state, save_states
 from fulldit.config import FullDiTConfig
 from fulldit.errors import InputError
 from fulldit.train.ema import EMA
@@ -63,7 +63,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[dict]) -
     return {"state": state, "param_groups": groups}
 
 
-def _split(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def split_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a training module's state under `prefix` ("model." or "text_encoder."), prefix removed."""
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
@@ -116,14 +117,7 @@ def save_checkpoint(
 
 def _save_ema(directory: Path, config: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
     """The EMA as an ordinary checkpoint directory (config.json + model/text-encoder safetensors)."""
-    from fulldit.generate import Pipeline
-
-    pipe = Pipeline.from_config(config, "cpu")
-    pipe.model.load_state_dict(_split(state, "model."))
-    if isinstance(pipe.text_encoder, nn.Module):
-        pipe.text_encoder.load_state_dict(_split(state, "text_encoder."))
-    text = pipe.text_encoder if isinstance(pipe.text_encoder, nn.Module) else None
-    save_pretrained(directory, config, pipe.model, text)
+    save_states(directory, config, split_state(state, "model."), split_state(state, "text_encoder.") or None)
 
 
 def _prune(root: Path, keep: int) -> None:
@@ -151,8 +145,6 @@ def load_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.O
         info = json.loads((directory / TRAINER).read_text())
         weights = load_file(str(directory / "weights.safetensors"))
         optim = _unflatten_optimizer(load_file(str(directory / "optimizer.safetensors")), info["param_groups"])
-        from fulldit.checkpoint import load_state
-
         ema_dir = directory / "ema"
         shadow = {f"model.{k}": v for k, v in load_state(ema_dir).items()}
         text_file = ema_dir / "text_encoder.safetensors"
