@@ -29,6 +29,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 TEXT_WEIGHTS = "text_encoder.safetensors"
+MAX_SHARD_BYTES = 14 * 10**6  # tensor bytes a shard; with its header every file stays under 15 MB (10^6 bytes)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -93,7 +94,7 @@ def save_pretrained(
     config: FullDiTConfig,
     model: nn.Module,
     text_encoder: nn.Module | None = None,
-    max_shard_bytes: int = 15 * 2**20,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
     dtype: torch.dtype | None = None,
 ) -> None:
     """Write a checkpoint directory: config.json, model weights (sharded when large), text-encoder weights.
@@ -109,7 +110,7 @@ def save_states(
     config: FullDiTConfig,
     model_state: dict[str, torch.Tensor],
     text_state: dict[str, torch.Tensor] | None = None,
-    max_shard_bytes: int = 15 * 2**20,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
     dtype: torch.dtype | None = None,
 ) -> None:
     """`save_pretrained` from state dicts (e.g. EMA weights), without building the modules."""

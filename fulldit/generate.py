@@ -19,7 +19,14 @@ import torch
 from tqdm import tqdm
 
 from fulldit.cameras import CameraPath
-from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config, save_pretrained
+from fulldit.checkpoint import (
+    MAX_SHARD_BYTES,
+    load_state,
+    load_text_weights,
+    load_weights,
+    read_config,
+    save_pretrained,
+)
 from fulldit.codecs import Codec, build_codec
 from fulldit.conditions import ConditionInput
 from fulldit.conditions.camera import camera_input
@@ -126,7 +133,7 @@ class Pipeline:
         return pipe
 
     def save_pretrained(
-        self, directory: str | Path, max_shard_bytes: int = 15 * 2**20, dtype: torch.dtype | None = None
+        self, directory: str | Path, max_shard_bytes: int = MAX_SHARD_BYTES, dtype: torch.dtype | None = None
     ) -> None:
         """Write config.json + safetensors (see checkpoint.py); dtype=torch.bfloat16 halves the size."""
         text = self.text_encoder if isinstance(self.text_encoder, torch.nn.Module) else None

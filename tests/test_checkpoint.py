@@ -69,6 +69,6 @@ def test_shipped_default_model_is_synth_s_and_fits_the_repository() -> None:
     shipped = root / "checkpoints" / "default"
     assert to_dict(read_config(shipped)) == to_dict(load_config(root / "configs" / "synth-s.yaml"))
     files = [f for f in shipped.iterdir() if f.suffix == ".safetensors"]
-    assert all(f.stat().st_size <= 15 * 2**20 for f in files)
+    assert all(f.stat().st_size <= 15 * 10**6 for f in files)
     assert sum(f.stat().st_size for f in shipped.iterdir()) <= 48 * 10**6
     assert "## Evaluation" in (shipped / "README.md").read_text()
