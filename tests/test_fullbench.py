@@ -70,3 +70,20 @@ def test_bad_inputs(setup: dict[str, Path], tmp_path: Path) -> None:
     assert run_eval(setup, tmp_path / "o2", "--videos", str(tmp_path)) == 2  # no video for the cases
     assert run_eval(setup, tmp_path / "o3", "--checkpoint", str(tmp_path)) == 2  # not a checkpoint
     assert run_eval(setup, tmp_path / "o4", "--checkpoint", str(setup["ckpt"]), "--combos", "nope") == 2
+
+
+def test_effect_rows_carry_paired_differences_and_win_counts():
+    """The effect table pairs each case with itself: given − withheld per case, its spread and the win count."""
+    from types import SimpleNamespace
+
+    from fulldit.eval.fullbench import aggregate
+
+    depth = {"a": (0.05, 0.10), "b": (0.09, 0.08), "c": (0.04, 0.10)}  # given, withheld: b gets worse
+    results = {k: {"given": {"depth_inv_mae": g}, "withheld": {"depth_inv_mae": w}} for k, (g, w) in depth.items()}
+    results["d"] = {"given": {"depth_inv_mae": 0.01}}  # no withheld variant: not a pair
+    by_combo = {"depth": [SimpleNamespace(id=k) for k in "abcd"]}
+    row = next(r for r in aggregate(results, by_combo, {})["effect"] if r["metric"] == "depth_inv_mae")
+    assert row["pairs_withheld"] == 3 and row["wins_withheld"] == 2
+    assert row["diff_withheld"]["mean"] == pytest.approx((-0.05 + 0.01 - 0.06) / 3)
+    assert row["diff_withheld"]["std"] > 0.02
+    assert "diff_other_path" not in row

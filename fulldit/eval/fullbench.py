@@ -285,6 +285,24 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": len(finite)}
 
 
+def _paired(results: dict, group: list[Case], metric: str, base: str, name: str) -> dict[str, Any]:
+    """Per case given − `base` (same case, same seed): its mean ± std over cases and in how many cases given wins.
+
+    A mean ratio can hide that a condition helps in half the cases and hurts in the rest; the paired difference
+    and the win count say how consistent the effect is.
+    """
+    diffs = []
+    for c in group:
+        scores = results.get(c.id, {})
+        g, b = scores.get("given", {}).get(metric), scores.get(base, {}).get(metric)
+        if g is not None and b is not None and math.isfinite(g) and math.isfinite(b):
+            diffs.append(g - b)
+    if not diffs:
+        return {}
+    wins = sum(d < 0 if metric in LOWER_IS_BETTER else d > 0 for d in diffs)
+    return {f"diff_{name}": _stats(diffs), f"wins_{name}": wins, f"pairs_{name}": len(diffs)}
+
+
 def aggregate(results: dict, by_combo: dict[str, list[Case]], info: dict) -> dict:
     """metrics.json: per combination, variant and metric mean/std/n; the condition effect table; per-case scores."""
     from fulldit.eval.camera_metrics import PROTOCOL
@@ -310,8 +328,10 @@ def aggregate(results: dict, by_combo: dict[str, list[Case]], info: dict) -> dic
         row = {"condition": condition, "combo": combo, "metric": metric,
                "better": "lower" if metric in LOWER_IS_BETTER else "higher", "given": g, "withheld": w,
                "ratio": g / w if w else float("nan"), "n": table["given"][metric]["n"]}  # fmt: skip
+        row.update(_paired(results, by_combo[combo], metric, base, "withheld"))
         if "other-path" in table and metric in table["other-path"]:
             row["other_path"] = table["other-path"][metric]["mean"]
+            row.update(_paired(results, by_combo[combo], metric, "other-path", "other_path"))
         effect.append(row)
     return {
         "version": info.get("version"),

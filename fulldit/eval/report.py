@@ -33,6 +33,10 @@ def _fmt(x: Any) -> str:
     return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3g}"
 
 
+def _wins(row: dict, name: str) -> str:
+    return f"{row[f'wins_{name}']}/{row[f'pairs_{name}']}" if f"wins_{name}" in row else "–"
+
+
 def markdown(metrics: dict) -> str:
     lines = [f"# FullBench report ({metrics.get('version')})", ""]
     src = metrics.get("source", {})
@@ -41,12 +45,17 @@ def markdown(metrics: dict) -> str:
     if metrics.get("effect"):
         lines += ["## Condition effect", "", "Each condition's metric with the condition given and withheld, on the "
                   "same cases and seeds (the camera also with another case's path).", "",
-                  "| condition | metric | better | given | withheld | other path | given / withheld | n |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "Paired columns: per case, given minus withheld (or minus another path), mean ± std over cases, and "
+                  "in how many cases the given condition scores better.", "",
+                  "| condition | metric | better | given | withheld | other path | given / withheld | "
+                  "given − withheld | better in | given − other path | better in | n |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in metrics["effect"]:
             lines.append(
                 f"| {r['condition']} | {r['metric']} | {r['better']} | {_fmt(r['given'])} | "
-                f"{_fmt(r['withheld'])} | {_fmt(r.get('other_path'))} | {_fmt(r['ratio'])} | {r['n']} |"
+                f"{_fmt(r['withheld'])} | {_fmt(r.get('other_path'))} | {_fmt(r['ratio'])} | "
+                f"{_fmt(r.get('diff_withheld'))} | {_wins(r, 'withheld')} | "
+                f"{_fmt(r.get('diff_other_path'))} | {_wins(r, 'other_path')} | {r['n']} |"
             )
         lines.append("")
     for combo, table in metrics["combos"].items():
