@@ -14,6 +14,7 @@ Files are written atomically, so an interrupted save never leaves a readable-but
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,29 +51,49 @@ def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str
     }
 
 
-def save_state(state: dict[str, torch.Tensor], directory: Path, max_shard_bytes: int) -> list[str]:
-    """Save a state dict as one safetensors file or as shards of at most `max_shard_bytes` plus an index."""
-    shards: list[dict[str, torch.Tensor]] = [{}]
+def shard_groups(sizes: list[tuple[str, int]], max_shard_bytes: int) -> list[list[str]]:
+    """Tensor names of each shard, in order: a shard closes when the next tensor would pass `max_shard_bytes`."""
+    groups: list[list[str]] = [[]]
     size = 0
-    for name, tensor in state.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
+    for name, nbytes in sizes:
+        if groups[-1] and size + nbytes > max_shard_bytes:
+            groups.append([])
             size = 0
-        shards[-1][name] = tensor
+        groups[-1].append(name)
         size += nbytes
+    return groups
+
+
+def write_shards(
+    directory: Path,
+    sizes: list[tuple[str, int]],
+    tensor: Callable[[str], torch.Tensor],
+    max_shard_bytes: int,
+) -> list[str]:
+    """Write tensors (name, bytes) as one safetensors file or as shards plus an index, fetching one shard at a time.
+
+    `tensor(name)` returns a CPU, contiguous tensor. Only one shard's tensors are held at once, so a converter can
+    stream a model far larger than memory from its source files.
+    """
+    groups = shard_groups(sizes, max_shard_bytes)
     for stale in list(directory.glob("model*.safetensors")) + list(directory.glob(INDEX)):
         stale.unlink()
-    if len(shards) == 1:
-        _save_tensors(shards[0], directory / WEIGHTS)
+    if len(groups) == 1:
+        _save_tensors({k: tensor(k) for k in groups[0]}, directory / WEIGHTS)
         return [WEIGHTS]
-    names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    for name, shard in zip(names, shards):
-        _save_tensors(shard, directory / name)
-    weight_map = {k: name for name, shard in zip(names, shards) for k in shard}
-    total = sum(v.numel() * v.element_size() for v in state.values())
+    names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+    for name, group in zip(names, groups):
+        _save_tensors({k: tensor(k) for k in group}, directory / name)
+    weight_map = {k: name for name, group in zip(names, groups) for k in group}
+    total = sum(nbytes for _, nbytes in sizes)
     _write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
     return names
+
+
+def save_state(state: dict[str, torch.Tensor], directory: Path, max_shard_bytes: int) -> list[str]:
+    """Save a state dict as one safetensors file or as shards of at most `max_shard_bytes` plus an index."""
+    sizes = [(k, v.numel() * v.element_size()) for k, v in state.items()]
+    return write_shards(directory, sizes, state.__getitem__, max_shard_bytes)
 
 
 def load_state(directory: Path) -> dict[str, torch.Tensor]:
@@ -119,7 +140,12 @@ def save_states(
     save_state(_cast(model_state, dtype), directory, max_shard_bytes)
     if text_state:
         _save_tensors(_cast(text_state, dtype), directory / TEXT_WEIGHTS)
-    _write_json(directory / CONFIG, to_dict(config))  # last: a directory with a config is complete
+    write_config(directory, config)  # last: a directory with a config is complete
+
+
+def write_config(directory: str | Path, config: FullDiTConfig) -> None:
+    """Write config.json; writers call it last, since a directory with a config is a complete checkpoint."""
+    _write_json(Path(directory) / CONFIG, to_dict(config))
 
 
 def read_config(directory: str | Path) -> FullDiTConfig:
@@ -136,8 +162,11 @@ def read_config(directory: str | Path) -> FullDiTConfig:
     return from_dict(FullDiTConfig, data, str(directory / CONFIG))
 
 
-def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a state dict strictly; a missing, extra or mis-shaped tensor is an InputError naming it."""
+def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> None:
+    """Load a state dict strictly; a missing, extra or mis-shaped tensor is an InputError naming it.
+
+    assign: make `state`'s tensors the parameters (no copy: for a module built on the meta device).
+    """
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
@@ -148,7 +177,7 @@ def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str)
             raise InputError(
                 f"{source}: tensor {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}"
             )
-    module.load_state_dict(state)
+    module.load_state_dict(state, assign=assign)
 
 
 def load_text_weights(module: nn.Module, directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""The `fulldit` command: generate, info, init, synth, eval. Parses arguments and calls the Python API, nothing more.
+"""The `fulldit` command: generate, info, init, synth, eval, train, convert, prepare. Parses arguments, calls the API.
 
 Bad input (a missing or malformed file, a wrong frame count, an unknown option) prints one line,
 `fulldit: error: ...`, and exits with code 2; no traceback, and no output file is left behind.
@@ -122,6 +122,45 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", metavar="DIR", help="start from this checkpoint's weights with a fresh optimizer")
     t.add_argument("--device", help="cpu or cuda (default: cuda when available; torchrun: this rank's GPU)")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
+
+    p = sub.add_parser(
+        "prepare", help="turn a folder of videos, captions and camera files into a dataset folder (fulldit-dataset/1)"
+    )
+    p.add_argument("src", metavar="SRC", help="SRC/NAME.mp4 + NAME.txt caption [+ NAME.cam.txt, NAME.ref*.png]")
+    p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write (new or empty)")
+    p.add_argument("--frames", type=int, help="frames per clip after resampling (default: every frame, one clip)")
+    p.add_argument("--fps", type=float, help="resample to this frame rate, nearest frames (default: the source's)")
+    p.add_argument("--size", type=parse_size, metavar="WxH", help="resize to cover and centre-crop, e.g. 832x480")
+    p.add_argument("--clips-per-video", type=int, default=1, help="up to this many consecutive clips of --frames")
+    p.add_argument("--captions", metavar="FILE", help="captions.jsonl (default: SRC/captions.jsonl if present)")
+    p.add_argument("--cameras", metavar="DIR", help="folder of NAME.txt pose files (default: SRC/cameras)")
+    p.add_argument("--boxes", metavar="FILE", help="reference crops, boxes.json (default: SRC/boxes.json)")
+    p.add_argument("--depth-model", metavar="DIR", help="transformers depth model (Depth Anything); no depth without")
+    p.add_argument("--device", default="cpu", help="device of the depth model (default: cpu)")
+    p.add_argument("--skip-bad", action="store_true", help="report and skip broken videos instead of stopping")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (its .OUT.partial folder)")
+
+    c = sub.add_parser("convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint")
+    c.add_argument("src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original")
+    c.add_argument("--from", dest="source_format", choices=["wan2.1"], required=True, help="what SRC_DIR holds")
+    c.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
+    c.add_argument("--vae", metavar="DIR", help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline)")
+    c.add_argument(
+        "--text-encoder", metavar="DIR", help="UMT5 + tokenizer directory (default: SRC_DIR/text_encoder + tokenizer)"
+    )
+    c.add_argument(
+        "--conditions",
+        nargs="*",
+        metavar="NAME",
+        default=["camera", "reference", "depth"],
+        help="condition modules to add, new and gated off until trained (default: camera reference depth)",
+    )
+    c.add_argument(
+        "--dtype", choices=["keep", "float32", "bfloat16"], default="keep", help="storage type of the weights"
+    )
+    c.add_argument("--text-dtype", choices=["float32", "bfloat16"], default="bfloat16", help="UMT5 compute type")
+    c.add_argument("--seed", type=int, default=0, help="seed of the new condition modules")
+    c.add_argument("--shard-mb", type=float, help="output shard size in MB (default: the repository's 14)")
     return parser
 
 
@@ -280,6 +319,43 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(args.config, args.out, args.overrides, args.resume, args.init, args.device)
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from fulldit.data.ingest import PrepareOptions, prepare
+
+    opts = PrepareOptions(
+        frames=args.frames,
+        fps=args.fps,
+        size=args.size,
+        clips_per_video=args.clips_per_video,
+        captions=Path(args.captions) if args.captions else None,
+        cameras=Path(args.cameras) if args.cameras else None,
+        boxes=Path(args.boxes) if args.boxes else None,
+        depth_model=Path(args.depth_model) if args.depth_model else None,
+        device=args.device,
+        skip_bad=args.skip_bad,
+        resume=args.resume,
+    )
+    out, written, skipped = prepare(args.src, args.out, opts)
+    print(f"wrote {written} clips to {out}" + (f" ({len(skipped)} problems skipped)" if skipped else ""))
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from fulldit.checkpoint import MAX_SHARD_BYTES
+    from fulldit.convert import convert_wan
+
+    shard = MAX_SHARD_BYTES if args.shard_mb is None else int(args.shard_mb * 10**6)
+    if shard <= 0:
+        raise InputError(f"--shard-mb {args.shard_mb}: must be positive")
+    cfg = convert_wan(
+        args.src, args.out, args.vae, args.text_encoder, args.conditions, args.dtype, args.text_dtype, args.seed, shard
+    )
+    m = cfg.model
+    print(
+        f"wrote {args.out}: Wan2.1 dim {m.dim}, {m.layers} layers, {m.heads} heads + conditions "
+        f"{', '.join(m.conditions) or 'none'} (gated off until trained); VAE {cfg.codec.path}, text {cfg.text.path}"
+    )
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "info": cmd_info,
@@ -287,6 +363,8 @@ COMMANDS = {
     "synth": cmd_synth,
     "eval": cmd_eval,
     "train": cmd_train,
+    "prepare": cmd_prepare,
+    "convert": cmd_convert,
 }
 
 

@@ -72,6 +72,9 @@ class ModelConfig:
     eps: float = 1e-6
     rope_theta: float = 10000.0
     attention: str = "full"  # "full" (FullDiT) | "isolated" (FullDiT2: conditions attend only to themselves)
+    # True: video tokens read condition tokens through a zero-initialised gate per block and head (model.py), so a
+    # converted pretrained backbone (Wan2.1) is unchanged until trained. False: one softmax over all keys (FullDiT).
+    condition_gate: bool = False
     conditions: tuple[str, ...] = ("camera", "reference", "depth")
     camera: CameraConfig = field(default_factory=CameraConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)

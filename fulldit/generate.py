@@ -103,10 +103,12 @@ class Pipeline:
         self.config, self.model, self.codec, self.text_encoder, self.device = config, model, codec, text_encoder, device
 
     @classmethod
-    def from_config(cls, config: FullDiTConfig, device: str | torch.device = "cpu") -> Pipeline:
-        """A freshly initialised pipeline (random weights) for a config."""
+    def from_config(
+        cls, config: FullDiTConfig, device: str | torch.device = "cpu", model: FullDiT | None = None
+    ) -> Pipeline:
+        """A freshly initialised pipeline (random weights) for a config, or around a given transformer."""
         device = torch.device(device)
-        model = FullDiT(config.model).to(device)
+        model = (FullDiT(config.model) if model is None else model).to(device)
         text_encoder = build_text_encoder(config.text, device)
         if isinstance(text_encoder, torch.nn.Module):
             text_encoder.to(device)
@@ -122,13 +124,15 @@ class Pipeline:
         directory = Path(directory)
         config = read_config(directory)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        pipe = cls.from_config(config, device)
-        load_weights(pipe.model, load_state(directory), str(directory))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        # Built on the meta device, the transformer costs no memory and no random init; the checkpoint's tensors
+        # become its parameters, cast (fp32 parts stay fp32) before moving: one copy of a 14B model, not three.
+        with torch.device("meta"):
+            model = FullDiT(config.model)
+        load_weights(model, load_state(directory), str(directory), assign=True)
+        pipe = cls.from_config(config, device, model.to_dtype(dtype))
         if isinstance(pipe.text_encoder, torch.nn.Module):
             load_text_weights(pipe.text_encoder, directory)
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        if dtype != torch.float32:
-            pipe.model.to_dtype(dtype)
         pipe.model.eval()
         return pipe
 

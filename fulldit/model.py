@@ -16,7 +16,10 @@ tensor for tensor (issue #6). What FullDiT adds:
 - two attention layouts: `full` (FullDiT: every token attends to every token) and `isolated`
   (FullDiT2: video tokens attend to everything, each condition only to itself). In `isolated` a
   condition's keys/values depend neither on the noisy video nor on the timestep, so
-  `condition_cache()` computes them once per generation and every denoising step reuses them.
+  `condition_cache()` computes them once per generation and every denoising step reuses them;
+- optionally (`condition_gate`, set for converted Wan2.1 checkpoints) a zero-initialised gate per block
+  and head on what video tokens read from condition tokens, so a pretrained backbone computes exactly
+  what it computed before, conditions given or not, until the gates are trained.
 
 References: FullDiT (Ju et al. 2025), FullDiT2 (2025), STIV (Lin et al. 2024), Wan2.1 (2025), DiT (Peebles & Xie 2023).
 """
@@ -43,6 +46,7 @@ FP32_PARAMS = (
     "norm1",
     "norm2",
     "norm3",
+    "cond_gate",
 )  # kept fp32 in half precision
 
 
@@ -151,9 +155,15 @@ class StepInputs:
 
 
 class Block(nn.Module):
-    """Self-attention over [video, conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout)."""
+    """Self-attention over [video, conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float):
+    condition_gate: video queries attend to the condition keys in a second softmax whose output is scaled by a
+    per-head gate, zero at init (LLaMA-Adapter's zero-init attention). In one shared softmax, condition keys
+    would take attention mass from the video keys, so no zero-initialised projection could leave a pretrained
+    backbone unchanged; with the gate at 0 the video stream is exactly the backbone's, conditions given or not.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float, condition_gate: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.self_attn = Attention(dim, heads, eps)
@@ -162,6 +172,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+        self.cond_gate = nn.Parameter(torch.zeros(heads)) if condition_gate else None
 
     def _mod(self, e: torch.Tensor) -> list[torch.Tensor]:
         """Six (B, G, D) tables: shift, scale, gate of attention; shift, scale, gate of the FFN."""
@@ -200,19 +211,43 @@ class Block(nn.Module):
             return self._tail(xv, attend(qv, kv, vv, None).flatten(-2), mod_v, s), None
 
         # 2. One attention over the whole sequence: every key is a video or a condition token.
-        k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
-        key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
         if s.layout == "full" and qc is not None:
-            out = attend(torch.cat([qv, qc], 1), k, v, key_mask).flatten(-2)  # (B, Nv + Nc, D)
-            out_v, out_c = out[:, :nv], out[:, nv:]
+            k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+            key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
+            if self.cond_gate is None:
+                out = attend(torch.cat([qv, qc], 1), k, v, key_mask).flatten(-2)  # (B, Nv + Nc, D)
+                out_v, out_c = out[:, :nv], out[:, nv:]
+            else:
+                out_v = self._gated(qv, kv, vv, kc, vc, s)  # (B, Nv, D)
+                out_c = attend(qc, k, v, key_mask).flatten(-2)  # (B, Nc, D)
         else:
-            out_v = attend(qv, k, v, key_mask).flatten(-2)  # (B, Nv, D)
+            if self.cond_gate is None:
+                k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+                key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
+                out_v = attend(qv, k, v, key_mask).flatten(-2)  # (B, Nv, D)
+            else:
+                out_v = self._gated(qv, kv, vv, kc, vc, s)
             out_c = None if qc is None else self._isolated(qc, kc, vc, s)
 
         # 3. Residuals, text cross-attention and FFN for each stream.
         xv = self._tail(xv, out_v, mod_v, s)
         xc = None if out_c is None else self._tail(xc, out_c, mod_c, s)
         return xv, xc
+
+    def _gated(
+        self, qv: torch.Tensor, kv: torch.Tensor, vv: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs
+    ) -> torch.Tensor:
+        """Video queries: attention over the video tokens + gate x a separate attention over the condition tokens."""
+        out = attend(qv, kv, vv, None)  # (B, Nv, H, d): exactly the backbone's self-attention
+        mask, present = s.cond_mask, None
+        if mask is not None:  # a sample without any condition token reads nothing from them (and no NaN)
+            present = mask.any(1)  # (B,)
+            mask = mask.clone()
+            mask[~present, 0] = True
+        cond = attend(qv, kc, vc, mask) * self.cond_gate[:, None]  # (B, Nv, H, d), fp32 gate
+        if present is not None:
+            cond = torch.where(present[:, None, None, None], cond, torch.zeros_like(cond))
+        return (out + cond).type_as(out).flatten(-2)  # (B, Nv, D)
 
     def _isolated(self, qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs) -> torch.Tensor:
         """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
@@ -226,6 +261,14 @@ class Block(nn.Module):
                 m[~m.any(1), 0] = True
             outs.append(attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m))
         return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
+
+
+def init_linears(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every linear in `module` (Wan2.1's default initialisation)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class Head(nn.Module):
@@ -255,17 +298,16 @@ class FullDiT(nn.Module):
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.conditions = build_conditions(cfg)
-        self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.ffn_dim, cfg.eps) for _ in range(cfg.layers)])
+        self.blocks = nn.ModuleList(
+            [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.condition_gate) for _ in range(cfg.layers)]
+        )
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
         self.gradient_checkpointing = False  # training: recompute each block in backward instead of storing it
         self.init_weights()
 
     def init_weights(self) -> None:
         """Wan2.1's initialisation with DiT's adaLN-Zero: every block and the head start as the identity / zero."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)  # Wan2.1: xavier for every linear
-                nn.init.zeros_(m.bias)
+        init_linears(self)  # Wan2.1: xavier for every linear
         nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))  # as a linear on flattened patches
         nn.init.zeros_(self.patch_embedding.bias)
         for seq in (self.text_embedding, self.time_embedding):  # Wan2.1: small normal for the embedders
@@ -276,6 +318,8 @@ class FullDiT(nn.Module):
         nn.init.zeros_(self.time_projection[1].bias)
         for block in self.blocks:  # and zero gates, so each block is the identity at init
             nn.init.zeros_(block.modulation)
+            if block.cond_gate is not None:  # conditions act only once trained
+                nn.init.zeros_(block.cond_gate)
         nn.init.zeros_(self.head.modulation)  # the output starts at exactly zero
         nn.init.zeros_(self.head.head.weight)
         nn.init.zeros_(self.head.head.bias)

@@ -33,6 +33,10 @@ Keys:
   `write_clip` stores millimetres, rounding to the nearest one (error <= 0.5 mm); if the clip's farthest depth
   exceeds 65.535 m it picks the first of 0.002, 0.005, 0.01, 0.02, ... m that fits. 0 means "no measurement",
   and a positive depth is never rounded down to 0.
+* ``depth_kind``: ``"metric"`` (the default) or ``"relative"``: the depth is pseudo-depth made from a relative
+  estimate (`fulldit prepare` with Depth Anything: 1 / the per-clip normalised disparity; see `fulldit.data.ingest`).
+  Its inverse is right up to scale and shift, which is all the depth condition uses (it normalises inverse depth
+  per clip), so readers that ignore the key train the same; metric comparisons must align scale and shift first.
 * ``references``: list of image files (any format PIL reads), each showing one identity of the clip.
 * ``frames``, ``height``, ``width``: the video's frame count and true size (a padded odd-size video is cropped back
   to it); when given they are checked against the files. ``fps``: the video's frame rate.
@@ -315,6 +319,7 @@ def _entry_problem(entry: object) -> str | None:
         ("width", _is_count, "a positive integer"),
         ("fps", _is_positive, "a positive number"),
         ("depth_scale", _is_positive, "a positive number"),
+        ("depth_kind", lambda x: x in ("metric", "relative"), '"metric" or "relative"'),
         ("meta", lambda x: isinstance(x, dict), "a JSON object"),
     ]
     for key, ok, what in checks:

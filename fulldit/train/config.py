@@ -68,6 +68,41 @@ class CurriculumConfig:
             raise InputError(f"train.curriculum.none must be in [0, 1), not {self.none}")
 
 
+LORA_TARGETS = (
+    "self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
+    "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o",
+    "ffn.0", "ffn.2",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Optional LoRA on the backbone (peft): adapters on each block's linears, everything else of the backbone frozen.
+
+    `targets` name linears inside a block (`blocks.<i>.<target>`). `trainable` names what is trained in full besides
+    the adapters, as a dotted part of a parameter name (`conditions` matches `conditions.depth.embed.weight`,
+    `cond_gate` every `blocks.<i>.cond_gate`): FullDiT's own modules, which a Wan2.1 backbone lacks. A trainable
+    text encoder is frozen with the backbone. Off by default: full fine-tuning.
+    """
+
+    enabled: bool = False
+    rank: int = 32
+    alpha: float = 32.0  # the update is (alpha / rank) * B A
+    dropout: float = 0.0
+    targets: tuple[str, ...] = LORA_TARGETS
+    trainable: tuple[str, ...] = ("conditions", "cond_gate")
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise InputError(f"train.lora.rank must be at least 1, not {self.rank}")
+        if not self.alpha > 0:
+            raise InputError(f"train.lora.alpha must be positive, not {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"train.lora.dropout must be in [0, 1), not {self.dropout}")
+        if not self.targets:
+            raise InputError("train.lora.targets: name at least one linear of a block, e.g. self_attn.q")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, parallelism, checkpointing and logging. `batch_size` is global (all ranks, all micro-batches)."""
@@ -93,6 +128,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
     data: DataConfig = field(default_factory=DataConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
         if self.precision not in ("bf16", "fp32"):

@@ -13,10 +13,13 @@ one micro-batch each compute what one process with two accumulated micro-batches
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,25 +27,27 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import get_model_state_dict
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config
+from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config, save_states
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
-from fulldit.config import FullDiTConfig, ModelConfig
+from fulldit.config import FullDiTConfig, ModelConfig, to_dict
 from fulldit.data import Batch
 from fulldit.data.prepare import prepare_batch
 from fulldit.errors import InputError
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.generate import Pipeline
 from fulldit.model import FullDiT, flops_per_forward
-from fulldit.text_encoders import TextEncoder
-from fulldit.train.config import TrainConfig, load_train_config
+from fulldit.text_encoders import TextEncoder, build_text_encoder
+from fulldit.train.config import LoraConfig, TrainConfig, load_train_config
 from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
 from fulldit.train.data import MicroBatches, make_loader, to_batch
 from fulldit.train.ema import EMA
-from fulldit.train.state import latest_checkpoint, load_checkpoint, save_checkpoint, split_state
+from fulldit.train.lora import apply_lora, merged_state
+from fulldit.train.state import FULL, TRAINER, latest_checkpoint, load_checkpoint, save_checkpoint, split_state
 
 
 class Trainee(nn.Module):
@@ -205,21 +210,64 @@ def _init_from(pipe: Pipeline, directory: str) -> None:
             p.data = p.data.float()
 
 
-def _sample(pipe: Pipeline, ema: EMA, out: Path, step: int, writer: object) -> None:
+def _inherit_paths(cfg: FullDiTConfig, directory: str) -> FullDiTConfig:
+    """Codec and text-encoder paths left empty in the training YAML come from the `--init` checkpoint's config.
+
+    A converted Wan2.1 checkpoint records where its VAE and UMT5 live, so a recipe need not repeat them.
+    """
+    codec, text = cfg.codec, cfg.text
+    if (codec.path or codec.kind == "pixel") and (text.path or text.kind == "byte"):
+        return cfg  # nothing to inherit (and a resumed run need not find its --init again)
+    base = read_config(Path(directory))
+    if not codec.path and codec.kind == base.codec.kind and base.codec.path:
+        codec = dataclasses.replace(codec, path=base.codec.path)
+    if not text.path and text.kind == base.text.kind and base.text.path:
+        text = dataclasses.replace(text, path=base.text.path)
+    return dataclasses.replace(cfg, codec=codec, text=text)
+
+
+def _resumed_base(last: Path, lora: LoraConfig | None, init: str | None) -> str | None:
+    """The `--init` checkpoint of a resumed run (given, or the one trainer.json recorded); LoRA must be unchanged."""
+    info = json.loads((last / TRAINER).read_text())
+    saved, current = info.get("lora"), None if lora is None else to_dict(lora)
+    if saved != current:
+        raise InputError(f"{last}: trained with train.lora={saved}, this run has {current}; resume with the same")
+    base = info.get("init")
+    if lora is not None and init and base and Path(init).resolve() != Path(base):
+        print(f"warning: {last} was trained on the frozen base {base}; resuming on --init {init}", flush=True)
+    return init or base
+
+
+def _ema_weights(trainee: Trainee, ema: EMA, cfg: FullDiTConfig, lora: LoraConfig | None) -> dict[str, torch.Tensor]:
+    """The EMA weights as a plain FullDiT ("model.*") and trainable text encoder ("text_encoder.*"), on CPU.
+
+    With LoRA the EMA covers only what is trained: the frozen rest comes from the live module and the adapters are
+    merged in. Collective under FSDP2: every rank calls it; only rank 0 gets the LoRA weights ({} elsewhere).
+    """
+    state = ema.full_state()
+    if lora is None:
+        return state
+    live = get_model_state_dict(trainee, options=FULL)  # the frozen backbone (and a frozen text encoder)
+    if not live:  # FSDP2 gathers full state dicts onto rank 0 only
+        return {}
+    live.update(state)
+    model = merged_state(cfg.model, lora, split_state(live, "model."))
+    text = {k: v for k, v in live.items() if k.startswith("text_encoder.")}
+    return {**{f"model.{k}": v for k, v in model.items()}, **text}
+
+
+def _sample(pipe: Pipeline, state: dict[str, torch.Tensor], out: Path, step: int, writer: object) -> None:
     """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
     from fulldit.data.stream import BENCH_SEED_BASE
     from fulldit.data.world import render_clip
     from fulldit.video_io import write_video
 
-    state = ema.full_state()
     model = FullDiT(pipe.config.model).to(pipe.device)
     model.load_state_dict(split_state(state, "model."))
     model.eval()
     text = pipe.text_encoder
-    if isinstance(text, nn.Module):
-        import copy
-
-        text = copy.deepcopy(text)
+    if isinstance(text, nn.Module):  # a fresh module: the training one may be sharded (FSDP2 DTensors)
+        text = build_text_encoder(pipe.config.text, pipe.device)
         text.load_state_dict(split_state(state, "text_encoder."))
         text.eval()
     s = pipe.config.sample
@@ -250,14 +298,26 @@ def train(
     """Train (or continue); returns where the model went and the losses of the steps this call ran."""
     cfg, tcfg = load_train_config(config, overrides)
     check_curriculum(tcfg.curriculum, cfg.model.conditions)
-    d = setup_distributed(device)
-    micro, accumulation = tcfg.accumulation(d.world)
+    lora = tcfg.lora if tcfg.lora.enabled else None
     out_dir = Path(out)
     ckpt_root = out_dir / "checkpoints"
+    last = latest_checkpoint(ckpt_root) if resume else None
+    if not resume and latest_checkpoint(ckpt_root) is not None:
+        raise InputError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume or choose a new --out")
+    if last is not None:
+        init = _resumed_base(last, lora, init)
+    if init:
+        cfg = _inherit_paths(cfg, init)
+    d = setup_distributed(device)
+    micro, accumulation = tcfg.accumulation(d.world)
     torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
     pipe = Pipeline.from_config(cfg, d.device)
-    if init:
+    if init and (last is None or lora is not None):  # a resumed full fine-tune restores every weight from `last`
         _init_from(pipe, init)
+    if lora is not None:  # after --init: the adapters start at zero on top of the loaded backbone
+        n_trained, n_all = apply_lora(pipe.model, lora)
+        if isinstance(pipe.text_encoder, nn.Module):
+            pipe.text_encoder.requires_grad_(False)
     pipe.model.gradient_checkpointing = tcfg.activation_checkpointing
     trainee = Trainee(pipe.model, pipe.text_encoder)
     module = _wrap(trainee, tcfg, d)
@@ -266,12 +326,10 @@ def train(
     optimizer = torch.optim.AdamW(params, tcfg.lr, tcfg.betas, weight_decay=tcfg.weight_decay, fused=fused)
     ema = EMA(trainee, tcfg.ema)
     start, elapsed_before = 0, 0.0
-    last = latest_checkpoint(ckpt_root) if resume else None
     if last is not None:
-        info = load_checkpoint(last, trainee, optimizer, ema)
+        info = load_checkpoint(last, trainee, optimizer, ema, trained_only=lora is not None)
         start, elapsed_before = int(info["step"]), float(info.get("elapsed_s", 0.0))
-    elif not resume and latest_checkpoint(ckpt_root) is not None:
-        raise InputError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume or choose a new --out")
+    run_info = {"init": str(Path(init).resolve()) if init else None, "lora": None if lora is None else to_dict(lora)}
 
     writer = None
     if d.main:
@@ -284,6 +342,8 @@ def train(
             f"steps {start} -> {tcfg.steps}" + (f" (resumed from {last})" if last else ""),
             flush=True,
         )
+        if lora is not None:
+            print(f"LoRA rank {lora.rank}: {n_trained / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters trained", flush=True)
     reuse = tcfg.data.reuse
     sampler = MicroBatches(tcfg.batch_size, micro, accumulation, d.rank, start // reuse, -(-tcfg.steps // reuse))
     loader = iter(make_loader(tcfg.data, sampler))
@@ -357,21 +417,25 @@ def train(
         # save first: a sample that fails must not cost the step's checkpoint
         if step % tcfg.save_every == 0 or step == tcfg.steps or stopping:
             elapsed = elapsed_before + time.time() - t_start
-            save_checkpoint(
-                ckpt_root, step, trainee, optimizer, ema, cfg, {"elapsed_s": elapsed, "world": d.world}, tcfg.keep
-            )
+            trainer = {"elapsed_s": elapsed, "world": d.world, **run_info}
+            save_checkpoint(ckpt_root, step, trainee, optimizer, ema, cfg, trainer, tcfg.keep, lora is not None)
             saved_at = step
         if tcfg.sample_every and step % tcfg.sample_every == 0:
+            if d.main or tcfg.parallel == "fsdp":  # the gather is collective under FSDP2
+                state = _ema_weights(trainee, ema, cfg, lora)
             if d.main:
-                _sample(pipe, ema, out_dir, step, writer)
-            elif tcfg.parallel == "fsdp":
-                ema.full_state()  # the gather is collective
+                _sample(pipe, state, out_dir, step, writer)
         if stopping:
             break
     bar.close()
     stop.close()
     final = out_dir / "model"
-    if saved_at == step and d.main:
+    if saved_at == step and lora is not None:  # the merged EMA: a plain checkpoint, no peft needed to generate
+        if d.main or tcfg.parallel == "fsdp":
+            state = _ema_weights(trainee, ema, cfg, lora)
+        if d.main:
+            _replace_model(final, lambda tmp: _save_weights(tmp, cfg, state))
+    elif saved_at == step and d.main:
         _export(latest_checkpoint(ckpt_root), final)
     if writer is not None:
         writer.close()
@@ -387,13 +451,24 @@ def _export(checkpoint: Path | None, final: Path) -> None:
     """OUT/model: the newest EMA weights in bf16, sharded (<= 15 MB a file), ready for `fulldit generate`."""
     if checkpoint is None:
         return
+    pipe = Pipeline.from_pretrained(checkpoint / "ema", device="cpu", dtype=torch.float32)
+    _replace_model(final, lambda tmp: pipe.save_pretrained(tmp, dtype=torch.bfloat16))
+
+
+def _save_weights(directory: Path, cfg: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
+    """A checkpoint directory (bf16) from "model." / "text_encoder." tensors, as `_ema_weights` returns them."""
+    text = split_state(state, "text_encoder.") or None
+    save_states(directory, cfg, split_state(state, "model."), text, dtype=torch.bfloat16)
+
+
+def _replace_model(final: Path, write: Callable[[Path], None]) -> None:
+    """Write a checkpoint directory beside `final`, then swap it in: `final` is never half-written."""
     import shutil
 
-    pipe = Pipeline.from_pretrained(checkpoint / "ema", device="cpu", dtype=torch.float32)
     tmp = final.with_name(final.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    pipe.save_pretrained(tmp, dtype=torch.bfloat16)
+    write(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

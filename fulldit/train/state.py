@@ -8,6 +8,10 @@
         trainer.json               step, EMA updates, optimizer param groups, data position, elapsed time
     OUT/checkpoints/latest         the name of the newest complete step directory
 
+With LoRA (`train.lora`) only what is trained is saved: weights.safetensors holds the adapters and the fully trained
+modules, and `ema/` is replaced by ema.safetensors with their averages (the frozen backbone is the `--init`
+checkpoint, recorded in trainer.json; OUT/model is the merged, plain model).
+
 A step directory is written under a temporary name and renamed when complete, then `latest` is replaced
 atomically; older step directories beyond `keep` are removed after that. A kill at any moment leaves the
 previous checkpoint intact. Weights, moments and RNG states are safetensors; nothing is pickled.
@@ -36,6 +40,8 @@ from fulldit.train.ema import EMA
 LATEST = "latest"
 TRAINER = "trainer.json"
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+TRAINED = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True, strict=False)
+EMA_TRAINED = "ema.safetensors"
 
 
 def _rank() -> int:
@@ -84,8 +90,12 @@ def save_checkpoint(
     config: FullDiTConfig,
     trainer: dict[str, Any],
     keep: int,
+    trained_only: bool = False,
 ) -> Path:
-    """Write step `step` (collective: every rank calls it). Returns the final directory."""
+    """Write step `step` (collective: every rank calls it). Returns the final directory.
+
+    trained_only: save only the parameters that require gradients (LoRA: adapters + fully trained modules).
+    """
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".step_{step:08d}.partial"
@@ -95,14 +105,18 @@ def save_checkpoint(
         tmp.mkdir()
     _barrier()
     save_file(_rng_state(), str(tmp / f"rng-rank{_rank()}.safetensors"))
-    weights, optim = get_state_dict(module, optimizer, options=FULL)  # gathers shards under FSDP2
+    options = TRAINED if trained_only else FULL
+    weights, optim = get_state_dict(module, optimizer, options=options)  # gathers shards under FSDP2
     ema_state = ema.full_state()
     if _rank() == 0:
         save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
         tensors, groups = _flatten_optimizer(optim)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        shadow = {**weights, **ema_state}  # buffers (none today) from the live weights, parameters from the EMA
-        _save_ema(tmp / "ema", config, shadow)
+        if trained_only:
+            save_file({k: v.contiguous() for k, v in ema_state.items()}, str(tmp / EMA_TRAINED))
+        else:
+            shadow = {**weights, **ema_state}  # buffers (none today) from the live weights, parameters from the EMA
+            _save_ema(tmp / "ema", config, shadow)
         info = {**trainer, "step": step, "ema_updates": ema.updates, "param_groups": groups}
         (tmp / TRAINER).write_text(json.dumps(info, indent=2) + "\n")  # last file of a complete directory
         if final.exists():
@@ -139,20 +153,36 @@ def latest_checkpoint(root: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def load_checkpoint(directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer, ema: EMA) -> dict[str, Any]:
-    """Restore weights, optimizer, EMA and this rank's RNG states; returns trainer.json's contents."""
+def load_checkpoint(
+    directory: Path, module: nn.Module, optimizer: torch.optim.Optimizer, ema: EMA, trained_only: bool = False
+) -> dict[str, Any]:
+    """Restore weights, optimizer, EMA and this rank's RNG states; returns trainer.json's contents.
+
+    trained_only: the checkpoint holds only the trained parameters (see `save_checkpoint`); the rest of `module`
+    (the frozen backbone) is left as it is.
+    """
     try:
         info = json.loads((directory / TRAINER).read_text())
         weights = load_file(str(directory / "weights.safetensors"))
         optim = _unflatten_optimizer(load_file(str(directory / "optimizer.safetensors")), info["param_groups"])
-        ema_dir = directory / "ema"
-        shadow = {f"model.{k}": v for k, v in load_state(ema_dir).items()}
-        text_file = ema_dir / "text_encoder.safetensors"
-        if text_file.is_file():
-            shadow.update({f"text_encoder.{k}": v for k, v in load_file(str(text_file)).items()})
+        if trained_only:
+            shadow = load_file(str(directory / EMA_TRAINED))
+        else:
+            ema_dir = directory / "ema"
+            shadow = {f"model.{k}": v for k, v in load_state(ema_dir).items()}
+            text_file = ema_dir / "text_encoder.safetensors"
+            if text_file.is_file():
+                shadow.update({f"text_encoder.{k}": v for k, v in load_file(str(text_file)).items()})
     except (OSError, KeyError, json.JSONDecodeError) as err:
         raise InputError(f"{directory}: not a complete training checkpoint ({err})") from err
-    set_state_dict(module, optimizer, model_state_dict=weights, optim_state_dict=optim, options=FULL)
+    if trained_only and set(weights) != set(ema.names):
+        missing, extra = sorted(set(ema.names) - set(weights)), sorted(set(weights) - set(ema.names))
+        raise InputError(
+            f"{directory}: holds other trained tensors than this run trains (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}, {len(missing) + len(extra)} in all); was train.lora changed?"
+        )
+    options = TRAINED if trained_only else FULL
+    set_state_dict(module, optimizer, model_state_dict=weights, optim_state_dict=optim, options=options)
     ema.load_full_state(shadow, info["ema_updates"])
     rng_file = directory / f"rng-rank{_rank()}.safetensors"
     if rng_file.is_file():

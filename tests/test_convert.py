@@ -1,0 +1,330 @@
+"""`fulldit convert --from wan2.1`: a converted Wan2.1 transformer computes what diffusers' computes, conditions start
+gated off, bad directories are one-line errors, and `fulldit generate` runs the whole converted pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fulldit.checkpoint import INDEX, load_state, read_config
+from fulldit.cli import main
+from fulldit.conditions import ConditionInput
+from fulldit.convert import convert_wan
+from fulldit.generate import Pipeline
+from fulldit.model import FullDiT
+from tests.conftest import randomize, tiny_model_config
+
+# A tiny Wan2.1: 2 layers, 2 heads x 12, text width 32 (the tiny UMT5's), 4 latent channels (the tiny VAE's).
+WAN = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=4,
+    out_channels=4,
+    text_dim=32,
+    freq_dim=32,
+    ffn_dim=48,
+    num_layers=2,
+)
+WORDS = ["a red cube rolls to the left", "the camera pans over a blue sphere"]
+
+# diffusers -> original Wan2.1 names, written independently of fulldit/convert/wan.py (substring replacements).
+TO_ORIGINAL = [
+    ("condition_embedder.time_embedder.linear_1.", "time_embedding.0."),
+    ("condition_embedder.time_embedder.linear_2.", "time_embedding.2."),
+    ("condition_embedder.time_proj.", "time_projection.1."),
+    ("condition_embedder.text_embedder.linear_1.", "text_embedding.0."),
+    ("condition_embedder.text_embedder.linear_2.", "text_embedding.2."),
+    (".attn1.", ".self_attn."),
+    (".attn2.", ".cross_attn."),
+    (".to_q.", ".q."),
+    (".to_k.", ".k."),
+    (".to_v.", ".v."),
+    (".to_out.0.", ".o."),
+    (".norm2.", ".norm3."),  # diffusers' norm2 is the cross-attention norm, Wan's norm3
+    (".ffn.net.0.proj.", ".ffn.0."),
+    (".ffn.net.2.", ".ffn.2."),
+    ("proj_out.", "head.head."),
+]
+
+
+def original_name(name: str) -> str:
+    if name == "scale_shift_table":
+        return "head.modulation"
+    for a, b in TO_ORIGINAL:
+        name = name.replace(a, b)
+    return name.replace(".scale_shift_table", ".modulation")
+
+
+def write_tokenizer_and_umt5(path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(WORDS, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(path / "tokenizer")
+    cfg = UMT5Config(vocab_size=64, d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, pad_token_id=0)
+    UMT5EncoderModel(cfg).save_pretrained(path / "text_encoder")
+
+
+@pytest.fixture(scope="module")
+def wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random diffusers Wan pipeline directory: sharded transformer/, vae/, text_encoder/, tokenizer/."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    root = tmp_path_factory.mktemp("wan")
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(**WAN)
+    with torch.no_grad():  # norms start at 1 / 0: make them distinct, so a swapped norm shows in the output
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.2)
+    model.save_pretrained(root / "transformer", max_shard_size="20KB")
+    stats = dict(latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 2.0, 0.5, 1.0])
+    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, **stats)
+    vae.save_pretrained(root / "vae")
+    write_tokenizer_and_umt5(root)
+    index = {"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}
+    (root / "model_index.json").write_text(json.dumps(index))
+    return root
+
+
+@pytest.fixture(scope="module")
+def converted(wan_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI's conversion of the pipeline directory (VAE and text encoder found inside it), in small shards."""
+    out = tmp_path_factory.mktemp("converted") / "ckpt"
+    args = ["convert", "--from", "wan2.1", str(wan_dir), "--out", str(out), "--dtype", "float32"]
+    assert main(args + ["--text-dtype", "float32", "--shard-mb", "0.02"]) == 0
+    return out
+
+
+def diffusers_model(wan_dir: Path) -> torch.nn.Module:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel.from_pretrained(wan_dir / "transformer").eval()
+
+
+def inputs(batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 4, 3, 8, 8, generator=g), torch.randn(batch, 7, 32, generator=g)  # latents, text
+
+
+def load_model(ckpt: Path) -> FullDiT:
+    return Pipeline.from_pretrained(ckpt, device="cpu").model
+
+
+def max_diff_to_diffusers(model: FullDiT, reference: torch.nn.Module) -> float:
+    """Max |ours - diffusers| over several flow times t (diffusers' timestep is 1000 t; both predict noise - x0)."""
+    x, context = inputs()
+    worst = 0.0
+    for t in ([0.0, 0.0], [0.25, 0.6], [0.937, 1.0]):
+        t = torch.tensor(t)
+        with torch.no_grad():
+            ours = model(x, t, context)
+            theirs = reference(x, t * 1000, context, return_dict=False)[0]
+        assert theirs.abs().max() > 0.5  # a real output, not zeros
+        worst = max(worst, (ours - theirs).abs().max().item())
+    return worst
+
+
+def test_diffusers_layout_matches_diffusers(wan_dir: Path, converted: Path) -> None:
+    """Same outputs as diffusers for the same inputs, float32 (measured ~3e-6: diffusers' fp32 timestep sinusoid)."""
+    assert len(list((wan_dir / "transformer").glob("*.safetensors"))) > 1  # sharded input
+    assert (converted / INDEX).is_file() and len(list(converted.glob("model-*.safetensors"))) > 1  # sharded output
+    cfg = read_config(converted)
+    assert cfg.model.condition_gate and cfg.model.conditions == ("camera", "reference", "depth")
+    assert (cfg.model.dim, cfg.model.heads, cfg.model.layers, cfg.model.text_dim) == (24, 2, 2, 32)
+    assert cfg.flow.prediction == "velocity" and cfg.codec.kind == "wan-vae" and cfg.text.kind == "t5"
+    assert cfg.codec.path == str((wan_dir / "vae").resolve()) and cfg.text.path == str(wan_dir.resolve())
+    assert cfg.text.pad_to_max_length and cfg.text.max_length == 512
+    assert max_diff_to_diffusers(load_model(converted), diffusers_model(wan_dir)) <= 1e-5
+
+
+def test_sampling_follows_wans_flow_convention(wan_dir: Path, converted: Path) -> None:
+    """fulldit's Euler sampler on the converted model == diffusers' flow-matching Euler scheduler on Wan's:
+    same time grid, time scale, velocity sign (noise - x0) and step direction."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from fulldit.flow import euler_sample, sampling_times, to_velocity
+
+    model, flow, reference = load_model(converted), read_config(converted).flow, diffusers_model(wan_dir)
+    noise, context = inputs(1)
+    times = sampling_times(4, shift=3.0)
+    scheduler = FlowMatchEulerDiscreteScheduler()  # shift 1: it takes our (already shifted) sigmas as they are
+    scheduler.set_timesteps(sigmas=times[:-1].tolist())
+    with torch.no_grad():
+        ours = euler_sample(lambda x, t: to_velocity(model(x, t, context), x, t, flow), noise, times)
+        theirs = noise.clone()
+        for step in scheduler.timesteps:
+            velocity = reference(theirs, step[None], context, return_dict=False)[0]
+            theirs = scheduler.step(velocity, step, theirs, return_dict=False)[0]
+    assert (ours - noise).abs().max() > 0.5 and (ours - theirs).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+def test_original_layout_matches_diffusers(wan_dir: Path, converted: Path, tmp_path: Path, prefix: str) -> None:
+    """Wan2.1's own release layout (config.json of WanModel, original names) converts to the same weights."""
+    reference = diffusers_model(wan_dir)
+    src = tmp_path / "wan-original"
+    src.mkdir()
+    state = {prefix + original_name(k): v.contiguous() for k, v in reference.state_dict().items()}
+    save_file(state, str(src / "diffusion_pytorch_model.safetensors"))
+    c = reference.config
+    config = dict(model_type="t2v", dim=24, ffn_dim=48, freq_dim=32, in_dim=4, out_dim=4, num_heads=2, num_layers=2)
+    (src / "config.json").write_text(json.dumps({**config, "text_len": 512, "eps": c.eps, "text_dim": 32}))
+    out = tmp_path / "ckpt"
+    convert_wan(src, out, vae=wan_dir / "vae", text_encoder=wan_dir, store="float32", text_dtype="float32")
+    ours, theirs = load_state(out), load_state(converted)
+    assert sorted(ours) == sorted(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # same seed: the new condition modules agree too
+    assert max_diff_to_diffusers(load_model(out), reference) <= 1e-5
+
+
+def condition_inputs(present: list[bool]) -> dict[str, ConditionInput]:
+    """Camera (B, T, 4 frames x 16), one reference image (B, 1, C, h, w), depth latents (B, C, T, H, W)."""
+    g = torch.Generator().manual_seed(2)
+    b, on = len(present), torch.tensor(present)
+    return {
+        "camera": ConditionInput(torch.randn(b, 3, 64, generator=g), on),
+        "reference": ConditionInput(torch.randn(b, 1, 4, 8, 8, generator=g), on[:, None]),
+        "depth": ConditionInput(torch.randn(b, 4, 3, 8, 8, generator=g), on),
+    }
+
+
+def test_conditions_act_only_once_their_gates_open(converted: Path) -> None:
+    model = load_model(converted)
+    x, context = inputs()
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        plain = model(x, t, context)
+        assert torch.equal(model(x, t, context, conditions=condition_inputs([True, True])), plain)
+        for block in model.blocks:  # "training" the zero-initialised gates
+            block.cond_gate.normal_(std=0.5, generator=torch.Generator().manual_seed(3))
+        gated = model(x, t, context, conditions=condition_inputs([True, False]))
+    assert (gated[0] - plain[0]).abs().max() > 1e-2  # sample 0 has the conditions: they now act
+    assert torch.equal(gated[1], plain[1])  # sample 1 has none: masked out, exactly the backbone's output
+
+
+@pytest.mark.parametrize("attention", ["full", "isolated"])
+def test_condition_gate_in_both_layouts(attention: str) -> None:
+    """Closed gates leave the output exact in both layouts; open gates act, and the isolated cache still agrees."""
+    torch.manual_seed(0)
+    model = randomize(FullDiT(tiny_model_config(attention=attention, condition_gate=True))).eval()
+    g = torch.Generator().manual_seed(4)
+    x, context, t = torch.randn(2, 12, 4, 8, 8, generator=g), torch.randn(2, 5, 16, generator=g), torch.rand(2)
+    on = torch.tensor([True, True])
+    conditions = {
+        "camera": ConditionInput(torch.randn(2, 4, 16, generator=g), on),
+        "reference": ConditionInput(torch.randn(2, 1, 12, 8, 8, generator=g), on[:, None]),
+        "depth": ConditionInput(torch.randn(2, 12, 4, 8, 8, generator=g), on),
+    }
+    with torch.no_grad():
+        gated = model(x, t, context, conditions=conditions)
+        if attention == "isolated":
+            cache = model.condition_cache(conditions, model.grid(x.shape), context)
+            torch.testing.assert_close(model(x, t, context, cache=cache), gated, atol=1e-5, rtol=0)
+        for block in model.blocks:
+            block.cond_gate.zero_()
+        closed = model(x, t, context, conditions=conditions)
+        plain = model(x, t, context)
+    assert torch.equal(closed, plain)
+    assert (gated - plain).abs().max() > 1e-2
+
+
+def test_convert_help() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()  # drop what earlier steps printed (diffusers' progress bars)
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_layout_errors(wan_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a Wan directory, no weights, no VAE for the original layout: one line, exit 2, what was looked for."""
+    out = str(tmp_path / "out")
+    code, err = run_cli(["convert", "--from", "wan2.1", str(tmp_path / "nope"), "--out", out], capsys)
+    assert code == 2 and "no such directory" in err and err.count("\n") == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli(["convert", "--from", "wan2.1", str(empty), "--out", out], capsys)
+    assert code == 2 and "config.json" in err and "model_index.json" in err and err.count("\n") == 1
+    (empty / "config.json").write_text(json.dumps({"dim": 24, "num_heads": 2, "num_layers": 2, "ffn_dim": 48}))
+    code, err = run_cli(["convert", "--from", "wan2.1", str(empty), "--out", out], capsys)
+    assert code == 2 and "diffusion_pytorch_model.safetensors" in err and err.count("\n") == 1
+    save_file({"x": torch.zeros(1)}, str(empty / "diffusion_pytorch_model.safetensors"))
+    code, err = run_cli(["convert", "--from", "wan2.1", str(empty), "--out", out], capsys)
+    assert code == 2 and "--vae" in err and err.count("\n") == 1
+    assert not Path(out, "config.json").exists()
+
+
+def original_dir(wan_dir: Path, path: Path, edit: dict[str, torch.Tensor | None]) -> Path:
+    """An original-layout copy of the tiny model with some tensors replaced (or removed: None)."""
+    state = {original_name(k): v.contiguous() for k, v in diffusers_model(wan_dir).state_dict().items()}
+    for k, v in edit.items():
+        state.pop(k) if v is None else state.__setitem__(k, v)
+    path.mkdir()
+    save_file(state, str(path / "diffusion_pytorch_model.safetensors"))
+    config = dict(dim=24, ffn_dim=48, freq_dim=32, in_dim=4, out_dim=4, num_heads=2, num_layers=2, text_dim=32)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_tensor_errors(wan_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong shape names the tensor, found and expected shapes; missing and unexpected tensors are listed."""
+    extra = ["--vae", str(wan_dir / "vae"), "--text-encoder", str(wan_dir), "--out", str(tmp_path / "out")]
+    bad = original_dir(wan_dir, tmp_path / "bad", {"blocks.1.ffn.0.weight": torch.zeros(40, 24)})
+    code, err = run_cli(["convert", "--from", "wan2.1", str(bad)] + extra, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "blocks.1.ffn.0.weight" in err and "(40, 24)" in err and "(48, 24)" in err
+
+    odd = original_dir(
+        wan_dir, tmp_path / "odd", {"blocks.0.self_attn.norm_k.weight": None, "img_emb.proj.1.weight": torch.zeros(2)}
+    )
+    code, err = run_cli(["convert", "--from", "wan2.1", str(odd)] + extra, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "missing 1 [blocks.0.self_attn.norm_k.weight]" in err and "unexpected 1 [img_emb.proj.1.weight]" in err
+
+    small = original_dir(wan_dir, tmp_path / "small", {})
+    no_text = ["convert", "--from", "wan2.1", str(small), "--vae", str(wan_dir / "vae"), "--out", str(tmp_path / "x")]
+    code, err = run_cli(no_text, capsys)
+    assert code == 2 and "--text-encoder" in err
+    (small / "config.json").write_text(json.dumps({**json.loads((small / "config.json").read_text()), "text_dim": 16}))
+    code, err = run_cli(["convert", "--from", "wan2.1", str(small)] + extra, capsys)
+    assert code == 2 and "text_dim 16" in err  # the UMT5 is 32 wide
+
+
+def test_generate_end_to_end(converted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`fulldit generate` on the converted checkpoint: Wan VAE + UMT5 + transformer, text-only and with conditions."""
+    import numpy as np
+
+    from fulldit.cameras import make_path, save_camera_re10k
+    from fulldit.video_io import read_video, write_image
+
+    frames, size = 5, 32  # the Wan VAE takes 1 + 4k frames, sizes divisible by 8 (x patch 2)
+    base = ["generate", "--checkpoint", str(converted), "--prompt", WORDS[0], "--frames", str(frames)]
+    base += ["--size", f"{size}x{size}", "--steps", "2", "--device", "cpu"]
+    assert main(base + ["-o", str(tmp_path / "t2v.mp4")]) == 0
+
+    g = torch.Generator().manual_seed(0)
+    save_camera_re10k(make_path("orbit-left", frames, amount=0.4), tmp_path / "cam.txt")
+    write_image(tmp_path / "ref.png", torch.rand(3, 40, 24, generator=g))
+    write_image(tmp_path / "first.png", torch.rand(3, size, size, generator=g))
+    np.savez(tmp_path / "depth.npz", depth=np.random.default_rng(0).uniform(1, 3, (frames, size, size)))
+    conditions = ["--camera", str(tmp_path / "cam.txt"), "--reference", str(tmp_path / "ref.png")]
+    conditions += ["--depth", str(tmp_path / "depth.npz"), "--first-frame", str(tmp_path / "first.png")]
+    assert main(base + conditions + ["-o", str(tmp_path / "all.mp4")]) == 0
+    capsys.readouterr()
+    for name in ("t2v", "all"):
+        assert read_video(tmp_path / f"{name}.mp4").shape == (frames, 3, size, size)
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
