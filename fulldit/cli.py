@@ -1,4 +1,5 @@
-"""The `fulldit` command: generate, info, init, synth, eval, train, convert, prepare. Parses arguments, calls the API.
+"""The `fulldit` command (generate, info, init, synth, eval, train, convert, prepare, camera, demo): parses arguments,
+calls the API.
 
 Bad input (a missing or malformed file, a wrong frame count, an unknown option) prints one line,
 `fulldit: error: ...`, and exits with code 2; no traceback, and no output file is left behind.
@@ -161,6 +162,45 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--text-dtype", choices=["float32", "bfloat16"], default="bfloat16", help="UMT5 compute type")
     c.add_argument("--seed", type=int, default=0, help="seed of the new condition modules")
     c.add_argument("--shard-mb", type=float, help="output shard size in MB (default: the repository's 14)")
+
+    m = sub.add_parser("camera", help="write a camera path from named moves, plot a pose file, convert conventions")
+    mode = m.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--move",
+        metavar="NAME",
+        help="one move: pan-/truck-/orbit-left|right, tilt-/pedestal-/orbit-up|down, roll-cw|ccw, "
+        "dolly-/zoom-in|out, static",
+    )
+    mode.add_argument("--path", metavar="MOVES", help='moves in turn, e.g. "orbit-left 30deg then dolly-in 0.5"')
+    mode.add_argument("--plot", metavar="FILE", help="draw a pose file as camera frusta from above and the side")
+    mode.add_argument("--convert", metavar="FILE", help="rewrite a pose file from --from's convention in --to's")
+    amount = m.add_mutually_exclusive_group()
+    amount.add_argument("--degrees", type=float, help="--move amount of pan, tilt, roll, orbit (default 30)")
+    amount.add_argument("--distance", type=float, help="--move amount of dolly, truck, pedestal, scene units (0.5)")
+    amount.add_argument("--zoom", type=float, metavar="RATIO", help="--move amount of zoom: focal ratio >= 1 (1.5)")
+    m.add_argument("--frames", type=int, default=16, help="frames of the path (default 16)")
+    m.add_argument("--width", type=int, default=128, help="frame width in pixels (default 128)")
+    m.add_argument("--height", type=int, default=128, help="frame height in pixels (default 128)")
+    m.add_argument("--fov", type=float, default=60.0, help="horizontal field of view in degrees (default 60)")
+    m.add_argument(
+        "--target-distance", type=float, default=2.0, help="orbit target, scene units ahead of frame 0 (default 2)"
+    )
+    m.add_argument("--ease", default="linear", help="linear (default) or smooth (each move starts and stops at rest)")
+    m.add_argument(
+        "--convention",
+        "--from",
+        dest="convention",
+        metavar="CONV",
+        help="matrices of the file read by --plot/--convert: opencv (w2c, default), c2w or opengl",
+    )
+    m.add_argument("--to", metavar="CONV", help="matrices of the file written: opencv (w2c, default), c2w or opengl")
+    m.add_argument("-o", "--output", metavar="OUT", help="pose file (.txt RealEstate10K or .json), or --plot's .png")
+
+    d = sub.add_parser("demo", help="a local web page (Gradio) to generate with any mix of conditions")
+    d.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    d.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     return parser
 
 
@@ -170,10 +210,9 @@ def _check_file(path: str | None) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from fulldit.cameras import load_camera
     from fulldit.generate import Pipeline, Request
     from fulldit.preview import condition_thumbnails
-    from fulldit.video_io import depth_is_inverse, read_depth, read_image, read_video, write_preview, write_video
+    from fulldit.video_io import write_preview, write_video
 
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
@@ -183,15 +222,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     pipe = Pipeline.from_pretrained(ckpt, device=args.device)
     height, width = args.size or (None, None)
-    req = Request(
+    req = Request.from_files(
+        camera=args.camera,
+        references=args.reference,
+        depth=args.depth,
+        first_frame=args.first_frame,
+        prefix=args.prefix,
+        last_frame=args.last_frame,
         prompt=args.prompt,
-        camera=load_camera(args.camera) if args.camera else None,
-        references=[read_image(p) for p in args.reference],
-        depth=read_depth(args.depth) if args.depth else None,
-        depth_is_disparity=bool(args.depth) and depth_is_inverse(args.depth),
-        first_frame=read_image(args.first_frame) if args.first_frame else None,
-        prefix=read_video(args.prefix) if args.prefix else None,
-        last_frame=read_image(args.last_frame) if args.last_frame else None,
         frames=args.frames,
         height=height,
         width=width,
@@ -200,7 +238,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
         text_guidance=args.text_guidance,
         shift=args.shift,
         seed=args.seed,
-        sources={"camera": args.camera or "", "depth": args.depth or "", "prefix": args.prefix or ""},
     )
     video = pipe.generate(req, progress=True)
     write_video(out, video, fps=args.fps or pipe.config.sample.fps)
@@ -356,6 +393,56 @@ def cmd_convert(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_camera(args: argparse.Namespace) -> None:
+    from fulldit.camera_conventions import load_camera_as, save_camera_as
+    from fulldit.camera_moves import build_path, describe, make_move, parse_moves
+    from fulldit.camera_plot import plot_path
+
+    given = {"--degrees": args.degrees, "--distance": args.distance, "--zoom": args.zoom}
+    flag, amount = next(((k, v) for k, v in given.items() if v is not None), (None, None))
+    if flag and not args.move:
+        raise InputError(f"{flag} goes with --move; write amounts into --path, e.g. 'orbit-left 30deg'")
+    if args.plot or args.convert:
+        _check_file(args.plot or args.convert)
+        cam = load_camera_as(args.plot or args.convert, args.convention or "opencv")
+        if args.plot:
+            if args.to:
+                raise InputError("--to is for the pose files that --move, --path and --convert write")
+            out = args.output or Path(args.plot).with_suffix(".png")
+            plot_path(cam, out, f"{args.plot}: {cam.num_frames} cameras")
+            print(f"wrote {out}")
+            return
+        source = f"converted from {args.convention or 'opencv'}"
+    else:
+        if args.convention:
+            raise InputError("--convention/--from is for files read by --plot and --convert; use --to to write")
+        if args.move:
+            need = {"deg": "--degrees", "units": "--distance", "x": "--zoom"}.get(make_move(args.move).unit)
+            if flag and need != flag:
+                raise InputError(f"{args.move} takes {need or 'no amount'}, not {flag}")
+            moves = [make_move(args.move, amount)]
+        else:
+            moves = parse_moves(args.path)
+        cam = build_path(moves, args.frames, args.width, args.height, args.fov, args.target_distance, args.ease)
+        source = f"{describe(moves)}; {args.frames} frames, {args.width}x{args.height}, fov {args.fov:g} deg"
+    if not args.output:
+        raise InputError("say where to write the pose file: -o OUT.txt (RealEstate10K) or OUT.json")
+    save_camera_as(cam, args.output, args.to or "opencv", url=f"fulldit camera: {source}")
+    print(f"wrote {args.output}: {cam.num_frames} cameras ({source}), {args.to or 'opencv'} matrices")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise InputError('the demo needs Gradio: pip install -e ".[demo]"')
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    _check_file(str(ckpt))  # before importing Gradio and loading the model
+    from fulldit.demo import launch
+
+    launch(ckpt, host=args.host, port=args.port, device=args.device)
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "info": cmd_info,
@@ -365,6 +452,8 @@ COMMANDS = {
     "train": cmd_train,
     "prepare": cmd_prepare,
     "convert": cmd_convert,
+    "camera": cmd_camera,
+    "demo": cmd_demo,
 }
 
 

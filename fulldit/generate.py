@@ -12,13 +12,15 @@ conditions are constraints (replacement), applied to every branch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from fulldit.cameras import CameraPath
+from fulldit.cameras import CameraPath, load_camera
 from fulldit.checkpoint import (
     MAX_SHARD_BYTES,
     load_state,
@@ -37,7 +39,14 @@ from fulldit.errors import InputError
 from fulldit.flow import euler_sample, sampling_times, to_velocity
 from fulldit.model import FullDiT
 from fulldit.text_encoders import TextEncoder, build_text_encoder
-from fulldit.video_io import resize_center_crop, resize_depth
+from fulldit.video_io import (
+    depth_is_inverse,
+    read_depth,
+    read_image,
+    read_video,
+    resize_center_crop,
+    resize_depth,
+)
 
 
 @dataclass
@@ -65,6 +74,34 @@ class Request:
     shift: float | None = None
     seed: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_files(
+        cls,
+        camera: str | Path | CameraPath | None = None,
+        references: Sequence[str | Path] = (),
+        depth: str | Path | None = None,
+        first_frame: str | Path | None = None,
+        prefix: str | Path | None = None,
+        last_frame: str | Path | None = None,
+        **fields: Any,
+    ) -> Request:
+        """A request whose conditions are read from files (the formats of `fulldit generate`); other fields as given.
+
+        `camera` may also be a `CameraPath` already built. Bad files raise `InputError` naming the file.
+        """
+        files = {"camera": camera, "depth": depth, "prefix": prefix}
+        return cls(
+            camera=load_camera(camera) if isinstance(camera, (str, Path)) else camera,
+            references=[read_image(p) for p in references],
+            depth=read_depth(depth) if depth else None,
+            depth_is_disparity=bool(depth) and depth_is_inverse(depth),
+            first_frame=read_image(first_frame) if first_frame else None,
+            prefix=read_video(prefix) if prefix else None,
+            last_frame=read_image(last_frame) if last_frame else None,
+            sources={k: str(v) for k, v in files.items() if isinstance(v, (str, Path)) and v},
+            **fields,
+        )
 
     def given_frames(self) -> dict[int, torch.Tensor]:
         """All frame conditions as {frame index: image}; later kinds override earlier ones at the same index."""
@@ -216,11 +253,17 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(
-        self, req: Request | None = None, progress: bool = False, use_cache: bool = True, **kwargs
+        self,
+        req: Request | None = None,
+        progress: bool = False,
+        use_cache: bool = True,
+        on_step: Callable[[int, int], None] | None = None,
+        **kwargs,
     ) -> torch.Tensor:
         """Generate a video (F, 3, H, W) in [0, 1]. Pass a Request or its fields as keyword arguments.
 
         use_cache: in the isolated layout, compute condition keys/values once and reuse them at every step.
+        on_step: called after each denoising step with (steps done, total steps), e.g. to drive a progress bar.
         """
         req = self._resolve(replace(req or Request(), **kwargs))
         cond = self.condition_inputs(req)
@@ -268,7 +311,13 @@ class Pipeline:
         # 3. Integrate the flow and decode.
         times = sampling_times(req.steps, req.shift, self.device)
         bar = tqdm(total=req.steps, desc="denoising", disable=not progress, leave=False)
-        latents = euler_sample(velocity, noise, times, clean, known, progress=lambda _: bar.update())
+
+        def step_done(i: int) -> None:
+            bar.update()
+            if on_step is not None:
+                on_step(i + 1, req.steps)
+
+        latents = euler_sample(velocity, noise, times, clean, known, progress=step_done)
         bar.close()
         video = self.codec.decode(latents.to(self.device))[0]  # (3, F, H, W) in [-1, 1]
         return ((video.float().permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()
