@@ -23,7 +23,7 @@ import torch
 from step import timed  # bench/step.py, beside this script
 
 from fulldit.checkpoint import load_weights
-from fulldit.convert import wan_config
+from fulldit.convert import new_tensors, wan_config
 from fulldit.convert.wan import diffusers_architecture, fulldit_name
 from fulldit.model import FullDiT
 
@@ -35,8 +35,6 @@ WAN_1_3B = dict(
 
 def converted(reference: torch.nn.Module) -> FullDiT:
     """FullDiT holding the reference's weights under the converter's names, plus its own (zero-gated) additions."""
-    from fulldit.convert import new_tensors
-
     cfg = wan_config(diffusers_architecture(dict(reference.config), Path("bench")), "", "", ("camera", "depth"))
     state = {}
     for name, tensor in reference.state_dict().items():
@@ -127,7 +125,7 @@ def main() -> None:
     print(f"{row['device']}, torch {row['torch']}, {row['date']}: {args.layers} layers, {tokens} video tokens")
     for key in ("fp32_ours_vs_diffusers", "bf16_ours_vs_diffusers", "bf16_ours_vs_fp32", "bf16_diffusers_vs_fp32"):
         print(f"  {key:26s} max rel {row[key]['max_rel']:.2e}  mean rel {row[key]['mean_rel']:.2e}")
-    print(f"  step (bf16): ours {step_ours:.3f} s, diffusers {step_theirs:.3f} s, ours {row['speedup']:.2f}x faster")
+    print(f"  step (bf16): ours {step_ours:.3f} s, diffusers {step_theirs:.3f} s, ratio {row['speedup']:.2f}")
     print(json.dumps(row))
 
 

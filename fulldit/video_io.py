@@ -48,7 +48,7 @@ _CONDITION_LABEL = (255, 210, 80)  # a different colour so conditions never read
 _GREY_TOLERANCE = 0.08  # mean per-pixel channel spread above which a depth video is "colourised"
 
 
-def _reason(err: BaseException) -> str:
+def error_reason(err: BaseException) -> str:
     """The library's own explanation of `err` on one line, without the path it often repeats."""
     if isinstance(err, PIL.UnidentifiedImageError):
         return "not a recognised image format"
@@ -95,7 +95,7 @@ def read_video(path: PathLike, max_frames: int | None = None) -> torch.Tensor:
     except (av.error.FFmpegError, OSError, ValueError) as err:
         if isinstance(err, InputError):
             raise
-        raise InputError(f"{path}: cannot decode video ({_reason(err)})") from err
+        raise InputError(f"{path}: cannot decode video ({error_reason(err)})") from err
     if not frames:
         raise InputError(f"{path}: video has no frames")
     video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
@@ -127,7 +127,7 @@ def read_image(path: PathLike) -> torch.Tensor:
             img = PIL.ImageOps.exif_transpose(img)
             array = _pil_to_rgb_array(img)
     except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"{path}: cannot read image ({_reason(err)})") from err
+        raise InputError(f"{path}: cannot read image ({error_reason(err)})") from err
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
@@ -154,7 +154,7 @@ def read_depth_frame(file: Path) -> np.ndarray:
             img.load()
             array = np.asarray(img)
     except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"{file}: cannot read depth frame ({_reason(err)})") from err
+        raise InputError(f"{file}: cannot read depth frame ({error_reason(err)})") from err
     if array.ndim == 3:  # grey saved as RGB(A) is accepted; colourised depth is not
         if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
             raise InputError(f"{file}: depth frame is colour ({img.mode}); expected single-channel 8/16-bit PNG")
@@ -187,7 +187,7 @@ def _read_depth_array(path: Path) -> np.ndarray:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         if isinstance(err, InputError):
             raise
-        raise InputError(f"{path}: cannot read depth array ({_reason(err)})") from err
+        raise InputError(f"{path}: cannot read depth array ({error_reason(err)})") from err
 
 
 def _read_depth_video(path: Path) -> np.ndarray:

@@ -58,7 +58,7 @@ from fulldit.cameras import CameraPath, load_camera
 from fulldit.data import Clip
 from fulldit.data.formats import ManifestWriter, read_manifest, write_clip
 from fulldit.errors import InputError
-from fulldit.video_io import read_image, resize_center_crop
+from fulldit.video_io import error_reason, read_image, resize_center_crop
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -119,11 +119,6 @@ class Source:
 # ------------------------------------------------------------------------------------------------ finding the inputs
 
 
-def _reason(err: BaseException) -> str:
-    """The library's explanation on one line, without the file name it repeats."""
-    return " ".join(str(getattr(err, "strerror", None) or err).split())
-
-
 def probe(path: Path) -> tuple[int, float | None, int, int]:
     """(frames, fps or None, height, width) from the container, decoding nothing (packets counted if needed)."""
     try:
@@ -135,7 +130,7 @@ def probe(path: Path) -> tuple[int, float | None, int, int]:
             count = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
             return count, float(rate) if rate else None, stream.codec_context.height, stream.codec_context.width
     except (av.error.FFmpegError, OSError) as err:
-        raise InputError(f"{path}: cannot open video ({_reason(err)})") from err
+        raise InputError(f"{path}: cannot open video ({error_reason(err)})") from err
 
 
 def frame_windows(total: int, src_fps: float | None, opts: PrepareOptions, name: str) -> list[np.ndarray]:
@@ -318,7 +313,7 @@ def decode_frames(path: Path, wanted: set[int], total: int, to_end: bool) -> dic
                 if count > last and not to_end:
                     break
     except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot decode video ({_reason(err)})") from err
+        raise InputError(f"{path}: cannot decode video ({error_reason(err)})") from err
     if len(frames) < len(wanted) or (to_end and count != total):
         raise InputError(f"{path}: decodes to {count} frames, its header says {total}")
     return frames
