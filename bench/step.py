@@ -1,33 +1,59 @@
-"""Forward time of one denoising step, per condition mix and attention layout, side by side in one run.
+"""One denoising step at Wan2.1-1.3B shapes: per condition mix and model variant, side by side in one run.
 
 Config R (Wan2.1-1.3B shapes): dim 1536, 30 layers, 12 heads x 128, FFN 8960, 16 latent channels,
 patch (1, 2, 2), 480x832x81 video -> 21 x 30 x 52 = 32,760 video tokens, 512 text tokens of width 4096.
-Conditions: camera = 2 tokens per latent frame (42), 2 references = 2 x 1,560 tokens, depth = 32,760
-tokens. Layouts: `full` (every token attends to every token), `isolated` (conditions attend only to
-themselves) and `isolated+cache` (condition keys/values computed once per generation and reused:
-the steady-state step of a 50-step generation).
+Conditions: camera = 2 tokens per latent frame (42), references = 1,560 tokens each, depth = 32,760 tokens.
+Variants:
+  full                  FullDiT: every token attends to every token (the naive reference)
+  isolated+cache        FullDiT2's decoupled mask; condition keys/values computed once per generation (exact)
+  isolated+cache, compiled        the same with torch.compile of each block (exact up to bf16 rounding)
+  every 3rd layer+cache, compiled conditions read in blocks 0, 3, 6, ... only (model.condition_layers: an
+                                  architecture choice, trained as such; its quality is FullBench's to report)
+Also in the same run: a plain dense pre-norm transformer block at the same width and tokens (compiled: the
+practical ceiling of TFLOP/s), diffusers' WanTransformer3DModel (eager, and with --peer-compile its
+compile_repeated_blocks) with the same weights layout at the same shapes, and classifier-free guidance as one
+batched forward of 3 branches vs 3 separate forwards.
 
-    python bench/step.py                       # on a GPU; bf16; prints a table
-    python bench/step.py --layers 2 --device cpu --frames 5 --height 64 --width 64   # a quick CPU smoke run
-
-With diffusers installed, the table also times diffusers' WanTransformer3DModel (same shapes, text
-only) in the same run, as the peer.
+    python bench/step.py                       # on a GPU; bf16; prints tables
+    python bench/step.py --layers 2 --device cpu --frames 5 --height 64 --width 64 --no-compile   # CPU smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import statistics
 import time
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 
 from fulldit.conditions import ConditionInput
 from fulldit.config import CameraConfig, ModelConfig
 from fulldit.model import FullDiT, flops_per_forward
+
+MIXES = {
+    "text only": {},
+    "+ camera": {"camera": 1},
+    "+ 1 reference": {"reference": 1},
+    "+ 3 references": {"reference": 3},
+    "+ depth": {"depth": 1},
+    "+ all (camera, 3 refs, depth)": {"camera": 1, "reference": 3, "depth": 1},
+}
+VARIANTS = {  # name: (attention layout, condition cache, compile, every k-th block reads conditions)
+    "full": ("full", False, False, 1),
+    "isolated+cache": ("isolated", True, False, 1),
+    "isolated+cache, compiled": ("isolated", True, True, 1),
+    "every 3rd layer+cache, compiled": ("isolated", True, True, 3),
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def timed(fn, warmup: int, repeat: int, device: torch.device) -> float:
@@ -36,69 +62,32 @@ def timed(fn, warmup: int, repeat: int, device: torch.device) -> float:
         fn()
     times = []
     for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def condition_mix(names: list[str], lat: tuple[int, int, int], cfg: ModelConfig, device, dtype, batch: int = 1) -> dict:
-    """Random condition inputs for `batch` samples: camera features, 2 references, a depth video."""
+def condition_mix(names, lat: tuple[int, int, int], cfg: ModelConfig, device, dtype, batch: int = 1) -> dict:
+    """Random condition inputs for `batch` samples. names: a list of conditions (2 references) or {name: count}."""
+    counts = names if isinstance(names, dict) else {n: 2 if n == "reference" else 1 for n in names}
     t, h, w = lat
     g = torch.Generator(device="cpu").manual_seed(1)
     one = torch.ones(batch, dtype=torch.bool, device=device)
     out = {}
-    if "camera" in names:
+    if "camera" in counts:
         feats = torch.randn(batch, t // cfg.patch[0], 16 * cfg.camera.frames_per_token, generator=g)
         out["camera"] = ConditionInput(feats.to(device, dtype), one)
-    if "reference" in names:
-        refs = torch.randn(batch, 2, cfg.in_channels, h, w, generator=g)
-        both = torch.ones(batch, 2, dtype=torch.bool, device=device)
-        out["reference"] = ConditionInput(refs.to(device, dtype), both)
-    if "depth" in names:
+    if "reference" in counts:
+        n = counts["reference"]
+        refs = torch.randn(batch, n, cfg.in_channels, h, w, generator=g)
+        out["reference"] = ConditionInput(refs.to(device, dtype), torch.ones(batch, n, dtype=torch.bool, device=device))
+    if "depth" in counts:
         depth = torch.randn(batch, cfg.in_channels, t, h, w, generator=g)
         out["depth"] = ConditionInput(depth.to(device, dtype), one)
     return out
-
-
-def peer_step(
-    cfg: ModelConfig, lat: tuple[int, int, int], text_tokens: int, device, dtype, warmup, repeat
-) -> tuple[float, list[tuple[str, float]]]:
-    """diffusers' WanTransformer3DModel at the same shapes (text only): seconds and top kernels (NaN without it)."""
-    try:
-        from diffusers import WanTransformer3DModel
-    except ImportError:
-        return float("nan"), []
-    peer = (
-        WanTransformer3DModel(
-            patch_size=cfg.patch,
-            num_attention_heads=cfg.heads,
-            attention_head_dim=cfg.head_dim,
-            in_channels=cfg.in_channels,
-            out_channels=cfg.in_channels,
-            text_dim=cfg.text_dim,
-            freq_dim=cfg.freq_dim,
-            ffn_dim=cfg.ffn_dim,
-            num_layers=cfg.layers,
-        )
-        .to(device, dtype)
-        .eval()
-    )
-    for name, param in peer.named_parameters():  # as diffusers' from_pretrained(torch_dtype=...) keeps them
-        if any(k in name for k in peer._keep_in_fp32_modules):
-            param.data = param.data.float()
-    x = torch.randn(1, cfg.in_channels, *lat, device=device, dtype=dtype)
-    ctx = torch.randn(1, text_tokens, cfg.text_dim, device=device, dtype=dtype)
-    ts = torch.tensor([500.0], device=device)
-    step = partial(peer, x, ts, ctx, return_dict=False)
-    with torch.no_grad():
-        sec = timed(step, warmup, repeat, device)
-        kernels = top_kernels(step) if device.type == "cuda" else []
-    return sec, kernels
 
 
 def top_kernels(fn, n: int = 8) -> list[tuple[str, float]]:
@@ -115,7 +104,7 @@ def top_kernels(fn, n: int = 8) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])[:n]
 
 
-def config_r(args: argparse.Namespace, attention: str) -> ModelConfig:
+def config_r(args: argparse.Namespace, attention: str, every: int = 1) -> ModelConfig:
     """Wan2.1-1.3B shapes (or the sizes given on the command line), camera as 2 tokens per latent frame."""
     return ModelConfig(
         in_channels=16,
@@ -126,8 +115,99 @@ def config_r(args: argparse.Namespace, attention: str) -> ModelConfig:
         ffn_dim=args.ffn,
         text_dim=4096,
         attention=attention,
+        condition_layers=() if every == 1 else tuple(range(0, args.layers, every)),
         camera=CameraConfig(mode="tokens", tokens_per_frame=2, frames_per_token=4),
     )
+
+
+class PlainBlock(torch.nn.Module):
+    """A dense pre-norm transformer block (LayerNorm, fused qkv, SDPA, MLP): the practical TFLOP/s ceiling."""
+
+    def __init__(self, dim: int, heads: int, ffn: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
+        self.qkv, self.o = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+        self.ffn = torch.nn.Sequential(torch.nn.Linear(dim, ffn), torch.nn.GELU("tanh"), torch.nn.Linear(ffn, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, self.heads, -1)).transpose(1, 3).unbind(2)
+        x = x + self.o(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(-2))
+        return x + self.ffn(self.norm2(x))
+
+
+def plain_block_tflops(args, tokens: int, device, dtype, compile_: bool) -> tuple[float, float]:
+    """(seconds, TFLOP/s) of one plain dense block on `tokens` tokens."""
+    block = PlainBlock(args.dim, args.heads, args.ffn).to(device, dtype)
+    if compile_:
+        block.compile()
+    x = torch.randn(1, tokens, args.dim, device=device, dtype=dtype)
+    with torch.no_grad():
+        sec = timed(lambda: block(x), args.warmup + 1, max(args.repeat, 10), device)
+    flops = 2 * tokens * (4 * args.dim**2 + 2 * args.dim * args.ffn) + 4 * tokens**2 * args.dim
+    return sec, flops / sec / 1e12
+
+
+def peer_model(cfg: ModelConfig, device, dtype):
+    """diffusers' WanTransformer3DModel at config R, fp32 modules kept as from_pretrained(torch_dtype=) keeps them."""
+    from diffusers import WanTransformer3DModel
+
+    peer = WanTransformer3DModel(
+        patch_size=cfg.patch,
+        num_attention_heads=cfg.heads,
+        attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.in_channels,
+        text_dim=cfg.text_dim,
+        freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.layers,
+    )
+    peer = peer.to(device, dtype).eval()
+    for name, param in peer.named_parameters():
+        if any(k in name for k in peer._keep_in_fp32_modules):
+            param.data = param.data.float()
+    return peer
+
+
+def random_weights(model: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
+    """Seeded N(0, std) weights everywhere (norm weights 1): outputs are non-zero, so variants can be compared."""
+    g = torch.Generator().manual_seed(0)
+    for name, param in model.named_parameters():
+        param.data = torch.ones_like(param) if "norm" in name else torch.randn(param.shape, generator=g) * std
+    return model
+
+
+def guidance_rows(model: FullDiT, lat, ctx, cfg, device, dtype, args) -> dict[str, float]:
+    """Classifier-free guidance, all conditions, 3 branches (text+conditions, conditions, neither):
+    one batched forward (masks split into dense calls) vs 3 separate forwards, steady state (caches built)."""
+    x = torch.randn(1, 16, *lat, device=device, dtype=dtype)
+    t = torch.tensor([0.5], device=device)
+    ctx3 = ctx.expand(3, -1, -1)
+    cmask = torch.zeros(3, ctx.shape[1], dtype=torch.bool, device=device)
+    cmask[0], cmask[1:, 0] = True, True  # the empty prompt: one real token
+    on = torch.tensor([True, True, False], device=device)
+    cond1 = condition_mix(MIXES["+ all (camera, 3 refs, depth)"], lat, cfg, device, dtype)
+    cond3 = {
+        k: ConditionInput(v.value.expand(3, *v.value.shape[1:]), on if k != "reference" else on[:, None].expand(3, -1))
+        for k, v in cond1.items()
+    }
+    grid = model.grid(x.shape)
+    with torch.no_grad():
+        cache3 = model.condition_cache(cond3, grid, ctx3, cmask)
+        cache1 = model.condition_cache(cond1, grid, ctx[:1], cmask[1:2])
+        x3, t3 = x.expand(3, -1, -1, -1, -1), t.expand(3)
+        warm = args.warmup + 2  # compiled: each new shape compiles in the warm-up
+        batched = timed(lambda: model(x3, t3, ctx3, cmask, None, cache3), warm, args.repeat, device)
+
+        def separate() -> None:
+            model(x, t, ctx, cmask[:1], None, cache1)
+            model(x, t, ctx, cmask[1:2], None, cache1)
+            model(x, t, ctx, cmask[2:], None, None)
+
+        sep = timed(separate, warm, args.repeat, device)
+        agree = (model(x3, t3, ctx3, cmask, None, cache3)[2:] - model(x, t, ctx, cmask[2:])).abs().max().item()
+    return {"batched_s": batched, "separate_s": sep, "ratio": batched / sep, "max_abs_diff_row3": agree}
 
 
 def main() -> None:
@@ -143,112 +223,150 @@ def main() -> None:
     p.add_argument("--width", type=int, default=832)
     p.add_argument("--text-tokens", type=int, default=512)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--guidance", nargs="*", default=["isolated+cache"], help="variants that time guidance batching")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled variants and the ceiling's compile")
     p.add_argument("--no-peer", action="store_true", help="skip diffusers' WanTransformer3DModel")
+    p.add_argument("--peer-compile", action="store_true", help="also time diffusers with compile_repeated_blocks")
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args()
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    cuda = device.type == "cuda"
+    torch._dynamo.config.recompile_limit = 64  # graphs for every mix and guidance shape
     lat = (1 + (args.frames - 1) // 4, args.height // 8, args.width // 8)  # Wan2.1 VAE: 4x8x8, causal in time
-    mixes = {
-        "text only": [],
-        "+ camera": ["camera"],
-        "+ 2 references": ["reference"],
-        "+ depth": ["depth"],
-        "+ all": ["camera", "reference", "depth"],
-    }
-    rows, base, profiles = [], {}, {}
-    for layout in ["full", "isolated", "isolated+cache"]:
-        cfg = config_r(args, attention=layout.split("+")[0])
-        torch.manual_seed(0)
-        model = FullDiT(cfg).to(device).to_dtype(dtype).eval()
-        x = torch.randn(1, 16, *lat, device=device, dtype=dtype)
-        t = torch.tensor([0.5], device=device)
-        ctx = torch.randn(1, args.text_tokens, 4096, device=device, dtype=dtype)
+    variants = [v for v in args.variants if not (args.no_compile and VARIANTS[v][2])]
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, *lat, device=device, dtype=dtype)
+    t = torch.tensor([0.5], device=device)
+    ctx = torch.randn(1, args.text_tokens, 4096, device=device, dtype=dtype)
+    rows, profiles, outputs, guidance, report = [], {}, {}, {}, {}
+    for variant in variants:
+        layout, use_cache, compile_, every = VARIANTS[variant]
+        cfg = config_r(args, layout, every)
+        model = random_weights(FullDiT(cfg)).to(device).to_dtype(dtype).eval()  # identical in every variant
+        if compile_:
+            model.compile_blocks()  # shapes that change between mixes become dynamic after the first recompile
         grid = model.grid(x.shape)
-        for mix, names in mixes.items():
-            cond = condition_mix(names, lat, cfg, device, dtype)
+        base_sec = base_peak = None
+        for mix, counts in MIXES.items():
+            cond = condition_mix(counts, lat, cfg, device, dtype)
             with torch.no_grad():
                 packed = model.embed_conditions(cond, grid)
                 n_cond = 0 if packed is None else packed.length
-                cache = None
-                if layout == "isolated+cache" and cond:
+                cache, build = None, 0.0
+                if use_cache and cond:
+                    build = timed(partial(model.condition_cache, cond, grid, ctx), 1, 1, device)
                     cache = model.condition_cache(cond, grid, ctx)
-                if device.type == "cuda":
+                gc.collect()
+                if cuda:
+                    torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
                 step = partial(model, x, t, ctx, None, None if cache else cond, cache)
-                sec = timed(step, args.warmup, args.repeat, device)
-            peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-            flops = flops_per_forward(cfg, grid.tokens, n_cond, args.text_tokens, cached=cache is not None)
-            base.setdefault(layout, sec)
+                sec = timed(step, args.warmup + (2 if compile_ and mix == "text only" else 0), args.repeat, device)
+                if mix == "text only":
+                    outputs[variant] = step().float()
+            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+            base_sec, base_peak = base_sec or sec, base_peak or peak
+            segs = None if packed is None else [b - a for a, b in packed.bounds]
+            flops = flops_per_forward(cfg, grid.tokens, n_cond, args.text_tokens, cache is not None, segs)
             rows.append(
                 dict(
-                    layout=layout,
-                    mix=mix,
-                    video_tokens=grid.tokens,
-                    cond_tokens=n_cond,
-                    seconds=sec,
-                    vs_text_only=sec / base[layout],
-                    tflops=flops / sec / 1e12,
-                    peak_gib=peak,
+                    variant=variant, mix=mix, video_tokens=grid.tokens, cond_tokens=n_cond, seconds=sec,
+                    vs_text_only=sec / base_sec, generation_50=(build + 50 * sec) / (50 * base_sec),
+                    cache_build_s=build,
+                    tflops=flops / sec / 1e12, peak_gib=peak, peak_vs_text_only=peak / base_peak,
                     cache_mib=0.0 if cache is None else cache.nbytes() / 2**20,
                 )
-            )
-            print(f"  {layout:15s} {mix:16s} {sec:8.3f} s", flush=True)
-            if device.type == "cuda" and layout == "full" and mix in ("text only", "+ all"):
+            )  # fmt: skip
+            print(f"  {variant:32s} {mix:30s} {sec:8.3f} s", flush=True)
+            if cuda and mix in ("text only", "+ all (camera, 3 refs, depth)") and variant != "isolated+cache":
                 with torch.no_grad():
-                    profiles[f"ours, full, {mix}"] = top_kernels(step)
+                    profiles[f"ours, {variant}, {mix}"] = top_kernels(step)
+            del step, cache
+        if variant in args.guidance:
+            guidance[variant] = guidance_rows(model, lat, ctx, cfg, device, dtype, args)
+            print(f"  guidance, {variant}: {guidance[variant]}", flush=True)
         del model
-        if device.type == "cuda":
+        gc.collect()
+        if cuda:
             torch.cuda.empty_cache()
+
+    first = outputs[variants[0]]
+    for v, out in outputs.items():  # agreement of every variant's text-only output with the first (same weights)
+        report[f"max rel diff vs {variants[0]}: {v}"] = ((out - first).abs().max() / first.abs().max()).item()
+
+    ceiling = {}
+    if not args.no_compile:
+        ceiling["compiled"] = plain_block_tflops(args, rows[0]["video_tokens"], device, dtype, True)
+    ceiling["eager"] = plain_block_tflops(args, rows[0]["video_tokens"], device, dtype, False)
 
     peer = {}
     if not args.no_peer:
-        peer["text only"], profiles["diffusers, text only"] = peer_step(
-            config_r(args, attention="full"),
-            lat,
-            args.text_tokens,
-            device,
-            dtype,
-            args.warmup,
-            args.repeat,
-        )
+        try:
+            model_p = peer_model(config_r(args, "full"), device, dtype)
+        except ImportError:
+            model_p = None
+        if model_p is not None:
+            ts = torch.tensor([500.0], device=device)
+            step_p = partial(model_p, x, ts, ctx, return_dict=False)
+            with torch.no_grad():
+                peer["diffusers"] = timed(step_p, args.warmup, args.repeat, device)
+                if cuda:
+                    profiles["diffusers, text only"] = top_kernels(step_p)
+                if args.peer_compile:
+                    model_p.compile_repeated_blocks()
+                    peer["diffusers, compile_repeated_blocks"] = timed(step_p, args.warmup + 2, args.repeat, device)
 
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    name = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"\n# bench/step.py  {datetime.date.today()}  {name}  torch {torch.__version__}  {args.dtype}")
     print(
         f"# {args.layers} layers, dim {args.dim}, {args.heads} heads, ffn {args.ffn}; {args.frames} frames "
         f"{args.height}x{args.width} -> latents {lat}; {args.text_tokens} text tokens"
     )
-    if device.type == "cuda":
+    if cuda:
         b = torch.backends.cuda
-        print(
-            f"# SDPA backends enabled: cudnn={b.cudnn_sdp_enabled()} flash={b.flash_sdp_enabled()} "
-            f"mem_efficient={b.mem_efficient_sdp_enabled()}"
-        )
+        print(f"# SDPA backends enabled: cudnn={b.cudnn_sdp_enabled()} flash={b.flash_sdp_enabled()}")
     print(
-        "| layout | conditions | video tokens | condition tokens | s / step | x text-only | TFLOP/s | peak GiB "
-        "| cache MiB |"
+        "| variant | conditions | condition tokens | s / step | x text-only | 50-step generation x | TFLOP/s "
+        "| peak GiB | peak x text-only | cache MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['layout']} | {r['mix']} | {r['video_tokens']:,} | {r['cond_tokens']:,} | {r['seconds']:.3f} | "
-            f"{r['vs_text_only']:.2f} | {r['tflops']:.0f} | {r['peak_gib']:.1f} | {r['cache_mib']:.0f} |"
+            f"| {r['variant']} | {r['mix']} | {r['cond_tokens']:,} | {r['seconds']:.3f} | {r['vs_text_only']:.2f} | "
+            f"{r['generation_50']:.2f} | {r['tflops']:.0f} | {r['peak_gib']:.1f} | {r['peak_vs_text_only']:.2f} | "
+            f"{r['cache_mib']:.0f} |"
         )
+    text_rows = {r["variant"]: r for r in rows if r["mix"] == "text only"}
+    print("\n## text-to-video step, ours vs peers and the ceiling")
+    for what, (sec, tf) in ceiling.items():
+        print(f"plain dense block ({what}), {rows[0]['video_tokens']:,} tokens: {sec * 1e3:.2f} ms, {tf:.0f} TFLOP/s")
+    for v, r in text_rows.items():
+        line = f"ours, {v}: {r['seconds']:.3f} s, {r['tflops']:.0f} TFLOP/s"
+        for what, (_, tf) in ceiling.items():
+            line += f"; {r['tflops'] / tf:.2f}x the {what} plain block"
+        for peer_name, sec in peer.items():
+            line += f"; {sec / r['seconds']:.2f}x faster than {peer_name} ({sec:.3f} s)"
+        print(line)
+    for k, v in report.items():
+        print(f"{k}: {v:.2e}")
+    if guidance:
+        print("\n## classifier-free guidance, all conditions, 3 branches: one batched forward vs 3 separate")
+        for v, g in guidance.items():
+            print(
+                f"{v}: batched {g['batched_s']:.3f} s, separate {g['separate_s']:.3f} s, ratio {g['ratio']:.3f} "
+                f"(row without conditions, batched vs alone: max abs diff {g['max_abs_diff_row3']:.1e})"
+            )
     for what, kernels in profiles.items():
         print(f"\ntop CUDA kernels of one step, {what} (ms):")
         for k, ms in kernels:
             print(f"  {ms:9.1f}  {k[:110]}")
-    if peer:
-        ours = rows[0]["seconds"]
-        print(
-            f"\npeer: diffusers WanTransformer3DModel, text only: {peer['text only']:.3f} s / step "
-            f"(ours, full, text only: {ours:.3f} s; ratio peer/ours {peer['text only'] / ours:.2f})"
-        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "peer": peer, "device": name, "torch": torch.__version__}, f, indent=1)
+            out = dict(rows=rows, peer=peer, ceiling=ceiling, guidance=guidance, agreement=report)
+            json.dump(dict(out, device=name, torch=torch.__version__), f, indent=1)
 
 
 if __name__ == "__main__":

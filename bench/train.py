@@ -8,6 +8,7 @@ a bf16 8192^3 matmul measured in the same run.
 
     python bench/train.py --model synth-s --batch 32 --conditions camera depth
     python bench/train.py --model wan-1.3b --batch 1 --activation-checkpointing
+    python bench/train.py --model wan-1.3b --batch 1 --activation-checkpointing selective --compile
     torchrun --standalone --nproc_per_node 2 bench/train.py --model synth-s --batch 32     # per-GPU batch
     torchrun --standalone --nproc_per_node 2 bench/train.py --model wan-1.3b --parallel fsdp --activation-checkpointing
     python bench/train.py --model synth-s --device cpu --batch 1 --frames 4 --size 32 --steps 2   # CPU smoke run
@@ -85,7 +86,15 @@ def main() -> None:
     p.add_argument("--size", type=int, help="square frame size (default: the model's)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument(
+        "--activation-checkpointing",
+        nargs="?",
+        const="full",
+        default="none",
+        choices=["none", "full", "selective"],
+        help="recompute blocks in backward: full, or selective (keeps attention outputs); bare flag = full",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile each block (model.compile_blocks)")
     p.add_argument("--parallel", choices=["ddp", "fsdp"], default="ddp")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -104,6 +113,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = FullDiT(cfg).to(device)
     model.gradient_checkpointing = args.activation_checkpointing
+    if args.compile:
+        model.compile_blocks()
     module: torch.nn.Module = model
     if world > 1 and args.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
@@ -126,8 +137,10 @@ def main() -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    t_warm = time.perf_counter()
     for _ in range(args.warmup):
         step()
+    warmup_s = time.perf_counter() - t_warm  # includes compilation with --compile
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
@@ -153,6 +166,7 @@ def main() -> None:
         "model": args.model, "gpus": world, "gpu": torch.cuda.get_device_name(device) if bf16 else "cpu",
         "parallel": args.parallel if world > 1 else "-", "batch_per_gpu": args.batch,
         "conditions": "+".join(args.conditions) or "text", "activation_checkpointing": args.activation_checkpointing,
+        "compile": args.compile, "warmup_s": round(warmup_s, 1),
         "tokens_per_sample": video + sum(segs), "s_per_step": round(sec, 4),
         "tokens_per_s": round(world * args.batch * (video + sum(segs)) / sec),
         "tflops_per_gpu": round(tflops, 1), "mfu_spec": round(tflops / SPEC_TFLOPS, 3),

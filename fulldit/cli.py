@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the transformer blocks (GPU: ~1.3x faster steps after a ~1 min compile)",
+    )
+    g.add_argument(
         "-o", "--output", metavar="OUT.mp4", default="output.mp4", help="output video; the preview is OUT.png"
     )
 
@@ -221,6 +226,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         _check_file(p)  # fail on a missing file before loading the model
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     pipe = Pipeline.from_pretrained(ckpt, device=args.device)
+    if args.compile:
+        pipe.model.compile_blocks()
     height, width = args.size or (None, None)
     req = Request.from_files(
         camera=args.camera,

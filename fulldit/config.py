@@ -75,6 +75,9 @@ class ModelConfig:
     # True: video tokens read condition tokens through a zero-initialised gate per block and head (model.py), so a
     # converted pretrained backbone (Wan2.1) is unchanged until trained. False: one softmax over all keys (FullDiT).
     condition_gate: bool = False
+    # blocks (0-based) in which video tokens read condition tokens; condition tokens pass only through these blocks
+    # (FullDiT2: conditions in a few layers cost a fraction of the attention). Empty: every block.
+    condition_layers: tuple[int, ...] = ()
     conditions: tuple[str, ...] = ("camera", "reference", "depth")
     camera: CameraConfig = field(default_factory=CameraConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
@@ -91,6 +94,12 @@ class ModelConfig:
             raise InputError(f"model head dim {self.head_dim} must be even for rotary positions")
         if self.attention not in ("full", "isolated"):
             raise InputError(f"model.attention must be 'full' or 'isolated', not {self.attention!r}")
+        bad = [i for i in self.condition_layers if not 0 <= i < self.layers]
+        if bad or len(set(self.condition_layers)) != len(self.condition_layers):
+            raise InputError(
+                f"model.condition_layers {list(self.condition_layers)}: expected distinct block indices in "
+                f"[0, {self.layers})"
+            )
         if self.camera.mode not in ("tokens", "plucker"):
             raise InputError(f"model.camera.mode must be 'tokens' or 'plucker', not {self.camera.mode!r}")
 

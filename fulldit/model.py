@@ -17,6 +17,8 @@ tensor for tensor (issue #6). What FullDiT adds:
   (FullDiT2: video tokens attend to everything, each condition only to itself). In `isolated` a
   condition's keys/values depend neither on the noisy video nor on the timestep, so
   `condition_cache()` computes them once per generation and every denoising step reuses them;
+- optionally (`condition_layers`) conditions in a few blocks only: condition tokens pass through, and video
+  tokens read them in, the named blocks (FullDiT2), which cuts the attention the conditions cost;
 - optionally (`condition_gate`, set for converted Wan2.1 checkpoints) a zero-initialised gate per block
   and head on what video tokens read from condition tokens, so a pretrained backbone computes exactly
   what it computed before, conditions given or not, until the gates are trained.
@@ -34,6 +36,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from fulldit.attention import attend, save_attention_context
 from fulldit.conditions import ConditionInput, Grid, build_conditions
 from fulldit.config import ModelConfig
 from fulldit.sequence import Packed, grid_positions, pack
@@ -77,21 +80,13 @@ def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.T
 def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Rotate interleaved pairs (x[2i], x[2i+1]) of x (B, L, H, d) by the angles in rope (Wan2.1's layout).
 
-    The products run in fp32 (cos/sin are fp32) and are stored straight into x's dtype: no fp32 copy of x.
+    The products run in fp32 (cos/sin are fp32); the result is stored in x's dtype. No in-place writes, so
+    selective activation checkpointing under torch.compile can trace it.
     """
     cos, sin = rope
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, H, d/2) each, strided views
-    out = torch.empty_like(x)
-    out[..., 0::2] = x1 * cos - x2 * sin
-    out[..., 1::2] = x1 * sin + x2 * cos
-    return out
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """SDPA on (B, L, H, d) tensors; key_mask (B, Lk) bool or None (None lets flash/cuDNN kernels run)."""
-    mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, Lk)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-    return out.transpose(1, 2)  # (B, Lq, H, d)
+    dt = x.dtype
+    return torch.stack([(x1 * cos - x2 * sin).to(dt), (x1 * sin + x2 * cos).to(dt)], -1).flatten(-2)
 
 
 def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -173,6 +168,8 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
         self.cond_gate = nn.Parameter(torch.zeros(heads)) if condition_gate else None
+        self.reads_conditions = True  # False: condition tokens skip this block (model.condition_layers)
+        self.checkpointing = "none"  # training: "full" recomputes the block in backward, "selective" all but attention
 
     def _mod(self, e: torch.Tensor) -> list[torch.Tensor]:
         """Six (B, G, D) tables: shift, scale, gate of attention; shift, scale, gate of the FFN."""
@@ -195,11 +192,30 @@ class Block(nn.Module):
         xc: torch.Tensor | None,
         s: StepInputs,
         cached_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        keep_conditions: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Update the video tokens xv (B, Nv, D) and condition tokens xc (B, Nc, D) or None.
+
+        keep_conditions=False: the condition tokens' own update is skipped (no later block reads them).
+        """
+        args = (xv, xc, s, cached_kv, keep_conditions)
+        if self.checkpointing == "none" or not torch.is_grad_enabled():
+            return self._forward(*args)
+        if self.checkpointing == "selective":
+            return checkpoint(self._forward, *args, use_reentrant=False, context_fn=save_attention_context)
+        return checkpoint(self._forward, *args, use_reentrant=False)
+
+    def _forward(
+        self,
+        xv: torch.Tensor,
+        xc: torch.Tensor | None,
+        s: StepInputs,
+        cached_kv: tuple[torch.Tensor, torch.Tensor] | None,
+        keep_conditions: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # 1. Queries, keys, values of the video tokens (per-frame modulation) and condition tokens (t = 0).
         mod_v = self._mod(s.mod_video)
         qv, kv, vv = self.self_attn.qkv(modulate(xv, self.norm1, mod_v[0], mod_v[1]), s.rope_video)  # (B, Nv, H, d)
-        nv = xv.shape[1]
         if cached_kv is not None:  # isolated layout, condition keys/values computed once per generation
             kc, vc = cached_kv
             qc, mod_c = None, None
@@ -209,30 +225,44 @@ class Block(nn.Module):
             kc = vc = qc = mod_c = None
         if kc is None:
             return self._tail(xv, attend(qv, kv, vv, None).flatten(-2), mod_v, s), None
+        if not keep_conditions:
+            qc = None
 
         # 2. One attention over the whole sequence: every key is a video or a condition token.
-        if s.layout == "full" and qc is not None:
-            k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
-            key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
-            if self.cond_gate is None:
-                out = attend(torch.cat([qv, qc], 1), k, v, key_mask).flatten(-2)  # (B, Nv + Nc, D)
-                out_v, out_c = out[:, :nv], out[:, nv:]
-            else:
-                out_v = self._gated(qv, kv, vv, kc, vc, s)  # (B, Nv, D)
-                out_c = attend(qc, k, v, key_mask).flatten(-2)  # (B, Nc, D)
-        else:
-            if self.cond_gate is None:
-                k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
-                key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
-                out_v = attend(qv, k, v, key_mask).flatten(-2)  # (B, Nv, D)
-            else:
-                out_v = self._gated(qv, kv, vv, kc, vc, s)
-            out_c = None if qc is None else self._isolated(qc, kc, vc, s)
+        out_v, out_c = self.attention(qv, kv, vv, qc, kc, vc, s)
 
         # 3. Residuals, text cross-attention and FFN for each stream.
         xv = self._tail(xv, out_v, mod_v, s)
         xc = None if out_c is None else self._tail(xc, out_c, mod_c, s)
         return xv, xc
+
+    def attention(
+        self,
+        qv: torch.Tensor,
+        kv: torch.Tensor,
+        vv: torch.Tensor,
+        qc: torch.Tensor | None,
+        kc: torch.Tensor,
+        vc: torch.Tensor,
+        s: StepInputs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention outputs (B, Nv, D) of the video and (B, Nc, D) of the conditions (None when qc is None).
+
+        Video queries read every key. Condition queries read every key (`full`) or their own condition's (`isolated`).
+        """
+        nv, full = qv.shape[1], s.layout == "full" and qc is not None
+        out_v = self._gated(qv, kv, vv, kc, vc, s) if self.cond_gate is not None else None  # (B, Nv, D)
+        if out_v is None or full:
+            k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+            key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
+        if full:
+            if out_v is not None:
+                return out_v, attend(qc, k, v, key_mask).flatten(-2)
+            out = attend(torch.cat([qv, qc], 1), k, v, key_mask).flatten(-2)  # (B, Nv + Nc, D)
+            return out[:, :nv], out[:, nv:]
+        if out_v is None:
+            out_v = attend(qv, k, v, key_mask).flatten(-2)
+        return out_v, None if qc is None else self._isolated(qc, kc, vc, s)
 
     def _gated(
         self, qv: torch.Tensor, kv: torch.Tensor, vv: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs
@@ -242,8 +272,7 @@ class Block(nn.Module):
         mask, present = s.cond_mask, None
         if mask is not None:  # a sample without any condition token reads nothing from them (and no NaN)
             present = mask.any(1)  # (B,)
-            mask = mask.clone()
-            mask[~present, 0] = True
+            mask = with_a_key(mask)
         cond = attend(qv, kc, vc, mask) * self.cond_gate[:, None]  # (B, Nv, H, d), fp32 gate
         if present is not None:
             cond = torch.where(present[:, None, None, None], cond, torch.zeros_like(cond))
@@ -257,10 +286,15 @@ class Block(nn.Module):
             if m is not None:
                 # a sample without this condition has no real key here: let its (ignored) padding rows see one
                 # padding key instead of none, so no NaN is produced that could leak into gradients
-                m = m.clone()
-                m[~m.any(1), 0] = True
+                m = with_a_key(m)
             outs.append(attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m))
         return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
+
+
+def with_a_key(mask: torch.Tensor) -> torch.Tensor:
+    """mask (B, L) with key 0 turned on in rows that have no key at all (no in-place write: compile-friendly)."""
+    first = torch.arange(mask.shape[1], device=mask.device) == 0
+    return mask | (~mask.any(1, keepdim=True) & first)
 
 
 def init_linears(module: nn.Module) -> None:
@@ -302,8 +336,32 @@ class FullDiT(nn.Module):
             [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.condition_gate) for _ in range(cfg.layers)]
         )
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
-        self.gradient_checkpointing = False  # training: recompute each block in backward instead of storing it
+        for i, block in enumerate(self.blocks):
+            block.reads_conditions = not cfg.condition_layers or i in cfg.condition_layers
         self.init_weights()
+
+    @property
+    def gradient_checkpointing(self) -> str:
+        """Activation checkpointing of every block in training: "none", "full" or "selective" (keeps attention)."""
+        return self.blocks[0].checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, mode: bool | str) -> None:
+        mode = {True: "full", False: "none"}.get(mode, mode) if isinstance(mode, bool) else mode
+        if mode not in ("none", "full", "selective"):
+            raise ValueError(f"activation checkpointing must be none, full or selective, not {mode!r}")
+        for block in self.blocks:
+            block.checkpointing = mode
+
+    def compile_blocks(self, **kwargs) -> FullDiT:
+        """torch.compile each block in place (regional compilation: one graph reused by every block, fast to build).
+
+        Fuses the elementwise work around the matmuls and attention (norms, modulation, rotary, gated residuals).
+        State-dict names are unchanged. kwargs go to torch.compile (e.g. mode="max-autotune-no-cudagraphs").
+        """
+        for block in self.blocks:
+            block.compile(**kwargs)
+        return self
 
     def init_weights(self) -> None:
         """Wan2.1's initialisation with DiT's adaLN-Zero: every block and the head start as the identity / zero."""
@@ -408,12 +466,17 @@ class FullDiT(nn.Module):
             t, grid, context, context_mask, packed if cache is None else cache.packed, cond_rope=cache is None
         )
         xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
-        # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN.
+        # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN. Condition tokens
+        # pass only through the blocks that read them (model.condition_layers), and not past the last one.
+        last = self.last_condition_block()
         for i, block in enumerate(self.blocks):
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                xv, xc = checkpoint(block, xv, xc, s, None, use_reentrant=False)
+            if not block.reads_conditions:
+                xv, _ = block(xv, None, s)
+            elif cache is not None:
+                xv, _ = block(xv, None, s, cache.kv[i])
             else:
-                xv, xc = block(xv, xc, s, None if cache is None else cache.kv[i])
+                xv, xc_out = block(xv, xc, s, None, i < last)
+                xc = xc_out if i < last else None
         # 3. Keep the video tokens, project to patch values and unpatchify.
         out = self.head(xv, e)  # (B, Nv, pt*ph*pw*C)
         return rearrange(
@@ -442,11 +505,20 @@ class FullDiT(nn.Module):
             torch.zeros(b, grid.t * grid.patch[0], device=context.device), grid, context, context_mask, packed
         )
         xc, kv = packed.tokens.to(self.patch_embedding.weight.dtype), []
-        for block in self.blocks:
+        last = self.last_condition_block()
+        for i, block in enumerate(self.blocks):
+            if not block.reads_conditions:
+                kv.append(None)
+                continue
             mod_c, (qc, kc, vc) = block.cond_qkv(xc, s)
             kv.append((kc, vc))
-            xc = block._tail(xc, block._isolated(qc, kc, vc, s), mod_c, s)
+            if i < last:
+                xc = block._tail(xc, block._isolated(qc, kc, vc, s), mod_c, s)
         return ConditionCache(packed=packed, kv=kv)
+
+    def last_condition_block(self) -> int:
+        """Index of the last block that reads condition tokens."""
+        return max(i for i, b in enumerate(self.blocks) if b.reads_conditions)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -457,10 +529,10 @@ class ConditionCache:
     """Per-block condition keys/values (isolated layout), reused at every denoising step of one generation."""
 
     packed: Packed
-    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # None for blocks that do not read conditions
 
     def nbytes(self) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in filter(None, self.kv))
 
 
 def flops_per_forward(
@@ -473,16 +545,25 @@ def flops_per_forward(
 ) -> float:
     """Matmul FLOPs of one forward (attention included), for MFU/TFLOP/s reports.
 
-    segments: token counts of each condition (isolated layout: each attends only to itself); default one segment.
+    Follows what the model computes: condition keys/values only in the blocks that read them
+    (`condition_layers`), condition queries and updates not in the last of those (nothing reads them after),
+    nothing for the conditions when `cached`. segments: token counts of each condition (isolated layout: each
+    attends only to itself); default one segment.
     """
     d, f = cfg.dim, cfg.ffn_dim
-    n = video_tokens + (0 if cached else cond_tokens)
-    keys = video_tokens + cond_tokens
-    linear = 2 * n * (4 * d * d + 2 * d * f) + 2 * n * 2 * d * d + 2 * text_tokens * 2 * d * d
-    if cfg.attention == "isolated" or cached:
-        own = sum(4 * c * c * d for c in (segments if segments is not None else [cond_tokens]))
-        attn = 4 * video_tokens * keys * d + (0 if cached else own)
-    else:
-        attn = 4 * n * keys * d
-    cross = 4 * n * text_tokens * d
-    return float(cfg.layers * (linear + attn + cross))
+    segs = segments if segments is not None else [cond_tokens]
+    reads = [not cfg.condition_layers or i in cfg.condition_layers for i in range(cfg.layers)]
+    last = max(i for i, r in enumerate(reads) if r)
+    nv, total = video_tokens, 0
+    for i, r in enumerate(reads):
+        nc = cond_tokens if r else 0  # condition keys the video reads in this block
+        kv_c = 0 if cached else nc  # condition tokens projected to queries/keys/values here
+        upd_c = 0 if i == last else kv_c  # condition tokens with attention output, text and FFN
+        linear = 2 * nv * (6 * d * d + 2 * d * f) + 2 * kv_c * 3 * d * d + 2 * upd_c * (3 * d * d + 2 * d * f)
+        linear += 2 * text_tokens * 2 * d * d  # text keys/values of the cross-attention
+        attn = 4 * nv * (nv + nc) * d
+        if upd_c:
+            attn += sum(4 * c * c * d for c in segs) if cfg.attention == "isolated" else 4 * upd_c * (nv + nc) * d
+        cross = 4 * (nv + upd_c) * text_tokens * d
+        total += linear + attn + cross
+    return float(total)

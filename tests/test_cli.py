@@ -91,6 +91,7 @@ def test_help_of_the_installed_command() -> None:
         "--text-guidance",
         "--seed",
         "--checkpoint",
+        "--compile",
         "-o",
     ]:
         assert option in res.stdout
@@ -110,6 +111,14 @@ def test_generate_end_to_end(inputs: dict[str, Path], tmp_path: Path, capsys: py
         == 0
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.mp4", "p.png", "video.mp4", "video.png"]
+
+
+def test_generate_compiled_matches_eager(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """--compile (torch.compile of the blocks, inductor on CPU here) writes the same video as eager."""
+    eager, compiled = tmp_path / "eager.mp4", tmp_path / "compiled.mp4"
+    assert main(generate_args(inputs, eager)) == 0
+    assert main(generate_args(inputs, compiled) + ["--compile"]) == 0
+    assert (read_video(eager) - read_video(compiled)).abs().mean() < 0.01
 
 
 def test_info(inputs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:

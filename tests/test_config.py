@@ -34,6 +34,7 @@ def test_overrides_and_round_trip(tmp_path: Path) -> None:
         (["model.patch=[1,2]"], "expected 3 values"),
         (["model.dim"], "key=value"),
         (["model.heads=5"], "divisible"),
+        (["model.condition_layers=[0,9]"], "condition_layers"),
     ],
 )
 def test_bad_configs_name_the_problem(overrides: list[str], message: str) -> None:

@@ -178,3 +178,95 @@ def test_unknown_condition_is_an_error() -> None:
     x, t, ctx = inputs()
     with pytest.raises(ValueError, match="depth"):
         m(x, t, ctx, None, {"depth": conditions()["depth"]})
+
+
+def test_condition_layers_skip_blocks_and_cache_only_reading_ones() -> None:
+    """model.condition_layers: condition tokens enter only the named blocks; cached == uncached there too."""
+    m = model("isolated", layers=3, condition_layers=(0, 2))
+    seen = []
+    for block in m.blocks:
+        block.register_forward_pre_hook(lambda mod, args: seen.append(args[1] is not None))
+    x, t, ctx = inputs()
+    cond = conditions()
+    out = m(x, t, ctx, None, cond)
+    assert seen == [True, False, True]
+    assert not torch.allclose(out, m(x, t, ctx), atol=1e-3)  # the conditions still act
+    cache = m.condition_cache(cond, m.grid(x.shape), ctx)
+    assert cache.kv[1] is None and cache.kv[0] is not None and cache.kv[2] is not None
+    torch.testing.assert_close(m(x, t, ctx, None, cache=cache), out, atol=1e-5, rtol=1e-5)
+    dense = model("isolated", layers=3)
+    assert cache.nbytes() == 2 * dense.condition_cache(cond, m.grid(x.shape), ctx).nbytes() // 3
+
+
+def test_condition_layers_are_validated() -> None:
+    from fulldit.errors import InputError
+
+    with pytest.raises(InputError, match="condition_layers"):
+        tiny_model_config(layers=2, condition_layers=(0, 2))
+    with pytest.raises(InputError, match="condition_layers"):
+        tiny_model_config(layers=2, condition_layers=(1, 1))
+
+
+def test_flops_count_follows_condition_layers_and_the_cache() -> None:
+    from fulldit.model import flops_per_forward
+
+    cfg = tiny_model_config(layers=4, attention="isolated")
+    d, f, n, c, lt = cfg.dim, cfg.ffn_dim, 100, 40, 8
+    # every block reads all conditions; the last computes only the conditions' queries/keys/values
+    per_block = 2 * (n + c) * (6 * d * d + 2 * d * f) + 2 * lt * 2 * d * d
+    per_block += 4 * n * (n + c) * d + 4 * c * c * d + 4 * (n + c) * lt * d
+    last_saving = 2 * c * (3 * d * d + 2 * d * f) + 4 * c * c * d + 4 * c * lt * d
+    assert flops_per_forward(cfg, n, c, lt, cached=False) == 4 * per_block - last_saving
+    text_only = flops_per_forward(cfg, n, 0, lt, cached=False)
+    sparse = tiny_model_config(layers=4, attention="isolated", condition_layers=(0,))
+    cached = flops_per_forward(cfg, n, c, lt, cached=True)
+    assert text_only < flops_per_forward(sparse, n, c, lt, cached=True) < cached
+    assert cached - text_only == 4 * 4 * n * c * d  # only the video queries' extra keys
+
+
+@pytest.mark.parametrize("mode", ["full", "selective"])
+def test_activation_checkpointing_modes_give_the_same_gradients(mode: str) -> None:
+    m = model("isolated", layers=3, condition_layers=(0, 1))
+    m.train()
+    x, t, ctx = inputs()
+    cond = conditions()
+    grads = []
+    for ckpt in ("none", mode):
+        m.zero_grad()
+        m.gradient_checkpointing = ckpt
+        m(x, t, ctx, None, cond).square().mean().backward()
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="checkpointing"):
+        m.gradient_checkpointing = "sometimes"
+
+
+@pytest.mark.parametrize("layout", ["isolated", "full+gate"])
+def test_compiled_blocks_match_eager_with_selective_checkpointing(layout: str) -> None:
+    """torch.compile of the blocks (inductor on CPU): same outputs and gradients as eager, padding masks included."""
+    m = model("isolated") if layout == "isolated" else model("full", condition_gate=True)
+    if layout != "isolated":
+        for block in m.blocks:
+            torch.nn.init.normal_(block.cond_gate, std=0.5)
+    m.train()
+    x, t, ctx = inputs()
+    cond = conditions()
+    cond["depth"] = ConditionInput(cond["depth"].value, torch.tensor([True, False]))
+    grads = []
+    outs = []
+    for compiled in (False, True):
+        if compiled:
+            m.compile_blocks()
+            m.gradient_checkpointing = "selective"
+        m.zero_grad()
+        out = m(x, t, ctx, None, cond)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=1e-4)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    sd = m.state_dict()
+    assert "blocks.0.self_attn.q.weight" in sd  # compiling keeps parameter names

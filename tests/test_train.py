@@ -212,7 +212,10 @@ def test_train_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     err = capsys.readouterr().err
     assert "unknown key(s) stepz" in err and err.count("\n") == 1
     assert main(["train", "--config", CONFIG, "--out", str(tmp_path / "o"), "train.parallel=horovod"]) == 2
+    assert main(["train", "--config", CONFIG, "--out", str(tmp_path / "o"), "train.activation_checkpointing=some"]) == 2
+    assert "train.activation_checkpointing must be" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    assert TrainConfig(activation_checkpointing="selective").activation_checkpointing == "selective"
 
 
 def test_batch_reuse_renders_once_per_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

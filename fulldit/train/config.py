@@ -118,7 +118,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema: float = 0.999
     precision: str = "bf16"  # "bf16" autocast on CUDA | "fp32"
-    activation_checkpointing: bool = False
+    # recompute activations in backward: false / true (= "full": whole blocks) / "selective" (all but attention,
+    # whose outputs are kept: most of the FLOPs of long sequences, little of the memory)
+    activation_checkpointing: bool | str = False
+    compile: bool = False  # torch.compile each block (fuses the elementwise work; compiles once, ~1 min)
     parallel: str = "ddp"  # under torchrun: "ddp" | "fsdp" (FSDP2, fully_shard per block)
     seed: int = 0
     log_every: int = 20
@@ -133,6 +136,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("bf16", "fp32"):
             raise InputError(f"train.precision must be 'bf16' or 'fp32', not {self.precision!r}")
+        if self.activation_checkpointing not in (True, False, "none", "full", "selective"):
+            raise InputError(
+                "train.activation_checkpointing must be true, false, 'full' or 'selective', "
+                f"not {self.activation_checkpointing!r}"
+            )
         if self.parallel not in ("ddp", "fsdp"):
             raise InputError(f"train.parallel must be 'ddp' or 'fsdp', not {self.parallel!r}")
         for name in ("steps", "batch_size", "save_every", "keep", "log_every"):

@@ -319,6 +319,8 @@ def train(
         if isinstance(pipe.text_encoder, nn.Module):
             pipe.text_encoder.requires_grad_(False)
     pipe.model.gradient_checkpointing = tcfg.activation_checkpointing
+    if tcfg.compile:  # checkpointing, then compile, then sharding: the order torch's FSDP2 + compile expects
+        pipe.model.compile_blocks()
     trainee = Trainee(pipe.model, pipe.text_encoder)
     module = _wrap(trainee, tcfg, d)
     params = [p for p in trainee.parameters() if p.requires_grad]

@@ -1,0 +1,128 @@
+"""Throughput of fulldit's decoupled and masked attention against plain dense SDPA, side by side in one run.
+
+Shapes of config R (Wan2.1-1.3B: 12 heads x 128) with every condition: 32,760 video tokens, camera 42,
+3 references x 1,560, depth 32,760. Rows (each runs the model's own code, `Block.attention`):
+  decoupled, uncached  video queries read all keys, each condition reads only itself (FullDiT2's mask, the
+                       training forward), vs one dense SDPA over the same total sequence
+  cached step          video queries read video + cached condition keys (the steady-state generation step),
+                       vs one dense SDPA of the same query and key lengths
+  guidance batch       3 rows (2 with conditions, 1 without, whose condition keys are padding): our split into
+                       dense calls vs one masked SDPA call, both vs dense SDPA
+  decoupled, fwd+bwd   the training case with gradients, vs dense SDPA fwd+bwd over the same total sequence
+Throughput counts useful FLOPs only (4 x queries x real keys x width; x3.5 for forward + backward).
+
+    python bench/attention.py            # on a GPU, bf16
+    python bench/attention.py --device cpu --dtype float32 --scale 0.05     # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+import torch
+import torch.nn.functional as F
+from step import timed, top_kernels  # bench/step.py, beside this script
+
+from fulldit.model import Block, StepInputs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--head-dim", type=int, default=128)
+    p.add_argument("--scale", type=float, default=1.0, help="scale every token count (CPU smoke runs)")
+    p.add_argument("--repeat", type=int, default=10)
+    args = p.parse_args()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    h, d = args.heads, args.head_dim
+    width = h * d
+    nv = int(32760 * args.scale)
+    segments = [max(1, int(n * args.scale)) for n in (42, 3 * 1560, 32760)]  # camera, 3 references, depth
+    nc = sum(segments)
+    bounds, start = [], 0
+    for n in segments:
+        bounds.append((start, start + n))
+        start += n
+    block = Block(width, h, 4 * width, 1e-6)  # only its attention() runs: weights unused
+
+    def rand(b: int, n: int, grad: bool = False) -> torch.Tensor:
+        return torch.randn(b, n, h, d, device=device, dtype=dtype, requires_grad=grad)
+
+    def inputs(mask: torch.Tensor | None) -> StepInputs:
+        return StepInputs(None, None, None, None, None, None, mask, bounds, "isolated")
+
+    def dense(lq: int, lk: int, b: int = 1, grad: bool = False):
+        q, k, v = rand(b, lq, grad), rand(b, lk, grad), rand(b, lk, grad)
+        return lambda: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+
+    def tflops(flops: float, sec: float) -> float:
+        return flops / sec / 1e12
+
+    rows = []
+    own = sum(n * n for n in segments)
+    with torch.no_grad():
+        # 1. decoupled, uncached (forward)
+        qv, kv, vv, qc, kc, vc = rand(1, nv), rand(1, nv), rand(1, nv), rand(1, nc), rand(1, nc), rand(1, nc)
+        s = inputs(None)
+        ours = timed(lambda: block.attention(qv, kv, vv, qc, kc, vc, s), 2, args.repeat, device)
+        ref = timed(dense(nv + nc, nv + nc), 2, args.repeat, device)
+        flops = 4 * width * (nv * (nv + nc) + own)
+        rows.append(("decoupled, uncached", ours, tflops(flops, ours), ref, tflops(4 * width * (nv + nc) ** 2, ref)))
+        kernels = top_kernels(lambda: block.attention(qv, kv, vv, qc, kc, vc, s), 4) if device.type == "cuda" else []
+        # 2. cached step: video queries only
+        ours = timed(lambda: block.attention(qv, kv, vv, None, kc, vc, s), 2, args.repeat, device)
+        ref = timed(dense(nv, nv + nc), 2, args.repeat, device)
+        flops = 4 * width * nv * (nv + nc)
+        rows.append(("cached step", ours, tflops(flops, ours), ref, tflops(flops, ref)))
+        # 3. guidance batch: rows 0, 1 with conditions, row 2 without (its condition keys are padding)
+        q3, k3, v3 = rand(3, nv), rand(3, nv), rand(3, nv)
+        kc3, vc3 = rand(3, nc), rand(3, nc)
+        mask = torch.ones(3, nc, dtype=torch.bool, device=device)
+        mask[2] = False
+        s3 = inputs(mask)
+        ours = timed(lambda: block.attention(q3, k3, v3, None, kc3, vc3, s3), 2, args.repeat, device)
+        full_mask = F.pad(mask, (nv, 0), value=True)[:, None, None, :]
+        k_all, v_all = torch.cat([k3, kc3], 1).transpose(1, 2), torch.cat([v3, vc3], 1).transpose(1, 2)
+        masked = timed(
+            lambda: F.scaled_dot_product_attention(q3.transpose(1, 2), k_all, v_all, attn_mask=full_mask),
+            2,
+            args.repeat,
+            device,
+        )
+        flops = 4 * width * nv * (2 * (nv + nc) + nv)
+        ref_sec, ref_tf = rows[-1][3], rows[-1][4]  # dense SDPA, one row with every key
+        rows.append(("guidance batch, split into dense calls", ours, tflops(flops, ours), ref_sec, ref_tf))
+        rows.append(("guidance batch, one masked SDPA call", masked, tflops(flops, masked), ref_sec, ref_tf))
+    # 4. decoupled, forward + backward
+    qv, kv, vv, qc, kc, vc = (rand(1, n, True) for n in (nv, nv, nv, nc, nc, nc))
+
+    def train_step() -> None:
+        out_v, out_c = block.attention(qv, kv, vv, qc, kc, vc, s)
+        (out_v.float().sum() + out_c.float().sum()).backward()
+
+    ours = timed(train_step, 2, args.repeat, device)
+    q, k, v = rand(1, nv + nc, True), rand(1, nv + nc, True), rand(1, nv + nc, True)
+
+    def dense_step() -> None:
+        F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).float().sum().backward()
+
+    ref = timed(dense_step, 2, args.repeat, device)
+    flops = 3.5 * 4 * width * (nv * (nv + nc) + own)
+    rows.append(("decoupled, fwd+bwd", ours, tflops(flops, ours), ref, tflops(3.5 * 4 * width * (nv + nc) ** 2, ref)))
+
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"\n# bench/attention.py  {datetime.date.today()}  {name}  torch {torch.__version__}  {args.dtype}")
+    print(f"# {h} heads x {d}; {nv:,} video tokens; condition segments {segments}")
+    print("| case | ours ms | ours TFLOP/s | dense SDPA ms | dense SDPA TFLOP/s | ours / dense throughput |")
+    print("|---|---|---|---|---|---|")
+    for case, sec, tf, rsec, rtf in rows:
+        print(f"| {case} | {sec * 1e3:.1f} | {tf:.0f} | {rsec * 1e3:.1f} | {rtf:.0f} | {tf / rtf:.3f} |")
+    for k, ms in kernels:
+        print(f"  decoupled, uncached kernel: {ms:8.2f} ms  {k[:100]}")
+
+
+if __name__ == "__main__":
+    main()
