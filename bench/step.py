@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from fulldit.conditions import ConditionInput
 from fulldit.config import CameraConfig, ModelConfig
+from fulldit.generate import branch_inputs
 from fulldit.model import FullDiT, flops_per_forward
 
 MIXES = {
@@ -163,9 +164,13 @@ def peer_model(cfg: ModelConfig, device, dtype):
         ffn_dim=cfg.ffn_dim,
         num_layers=cfg.layers,
     )
-    peer = peer.to(device, dtype).eval()
+    return keep_fp32_modules(peer.to(device, dtype).eval())
+
+
+def keep_fp32_modules(peer: torch.nn.Module) -> torch.nn.Module:
+    """Back to fp32 for diffusers' `_keep_in_fp32_modules`, as from_pretrained(torch_dtype=bf16) leaves them."""
     for name, param in peer.named_parameters():
-        if any(k in name for k in peer._keep_in_fp32_modules):
+        if any(part in peer._keep_in_fp32_modules for part in name.split(".")):
             param.data = param.data.float()
     return peer
 
@@ -188,10 +193,7 @@ def guidance_rows(model: FullDiT, lat, ctx, cfg, device, dtype, args) -> dict[st
     cmask[0], cmask[1:, 0] = True, True  # the empty prompt: one real token
     on = torch.tensor([True, True, False], device=device)
     cond1 = condition_mix(MIXES["+ all (camera, 3 refs, depth)"], lat, cfg, device, dtype)
-    cond3 = {
-        k: ConditionInput(v.value.expand(3, *v.value.shape[1:]), on if k != "reference" else on[:, None].expand(3, -1))
-        for k, v in cond1.items()
-    }
+    cond3 = branch_inputs({k: v.value[0] for k, v in cond1.items()}, on)  # as fulldit generate batches branches
     grid = model.grid(x.shape)
     with torch.no_grad():
         cache3 = model.condition_cache(cond3, grid, ctx3, cmask)
@@ -348,7 +350,7 @@ def main() -> None:
         for what, (_, tf) in ceiling.items():
             line += f"; {r['tflops'] / tf:.2f}x the {what} plain block"
         for peer_name, sec in peer.items():
-            line += f"; {sec / r['seconds']:.2f}x faster than {peer_name} ({sec:.3f} s)"
+            line += f"; {peer_name} {sec:.3f} s (its time / ours: {sec / r['seconds']:.2f})"
         print(line)
     for k, v in report.items():
         print(f"{k}: {v:.2e}")

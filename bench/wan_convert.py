@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 import torch
-from step import timed  # bench/step.py, beside this script
+from step import keep_fp32_modules, timed  # bench/step.py, beside this script
 
 from fulldit.checkpoint import load_weights
 from fulldit.convert import new_tensors, wan_config
@@ -89,10 +89,7 @@ def main() -> None:
     with torch.no_grad():
         fp32_theirs = run_theirs()
         fp32_ours = run_ours()
-        reference.to(torch.bfloat16)  # as diffusers' from_pretrained(torch_dtype=bf16): bf16 but for its fp32 modules
-        for name, param in reference.named_parameters():
-            if any(part in reference._keep_in_fp32_modules for part in name.split(".")):
-                param.data = param.data.float()
+        keep_fp32_modules(reference.to(torch.bfloat16))  # as diffusers' from_pretrained(torch_dtype=bf16)
         ours.to_dtype(torch.bfloat16)  # ours: modulation, time embedding and norms stay fp32 (as Wan2.1)
         xb, cb = x.to(torch.bfloat16), context.to(torch.bfloat16)
 

@@ -87,6 +87,10 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.dim // self.heads
 
+    def reads_conditions(self, block: int) -> bool:
+        """Whether block `block` reads condition tokens (every block unless condition_layers names some)."""
+        return not self.condition_layers or block in self.condition_layers
+
     def __post_init__(self) -> None:
         if self.dim % self.heads:
             raise InputError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")

@@ -117,6 +117,15 @@ class Request:
         return given
 
 
+def branch_inputs(cond: dict[str, torch.Tensor], on: torch.Tensor) -> dict[str, ConditionInput]:
+    """One sample's condition tensors repeated for every guidance branch, present where `on` (n,) is True."""
+    n = len(on)
+    return {
+        k: ConditionInput(v[None].expand(n, *v.shape), on if k != "reference" else on[:, None].expand(n, v.shape[0]))
+        for k, v in cond.items()
+    }
+
+
 def guidance_branches(has_conditions: bool, guidance: float, text_guidance: float) -> list[tuple[bool, bool, float]]:
     """(text on, conditions on, weight) rows whose weighted sum is the guided velocity; zero weights dropped."""
     if has_conditions:
@@ -280,12 +289,7 @@ class Pipeline:
         context, context_mask = self.text_encoder.encode([req.prompt if text else "" for text, _, _ in rows])
         context, context_mask = context.to(self.device), context_mask.to(self.device)
         on = torch.tensor([c for _, c, _ in rows], device=self.device)
-        inputs = {
-            k: ConditionInput(
-                v[None].expand(n, *v.shape), on if k != "reference" else on[:, None].expand(n, v.shape[0])
-            )
-            for k, v in cond.items()
-        }
+        inputs = branch_inputs(cond, on)
         weights = torch.tensor([w for _, _, w in rows], device=self.device).view(n, 1, 1, 1, 1)
 
         # 2. Noise, frame constraints, and (isolated layout) the condition keys/values, computed once.

@@ -337,7 +337,7 @@ class FullDiT(nn.Module):
         )
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
         for i, block in enumerate(self.blocks):
-            block.reads_conditions = not cfg.condition_layers or i in cfg.condition_layers
+            block.reads_conditions = cfg.reads_conditions(i)
         self.init_weights()
 
     @property
@@ -347,7 +347,8 @@ class FullDiT(nn.Module):
 
     @gradient_checkpointing.setter
     def gradient_checkpointing(self, mode: bool | str) -> None:
-        mode = {True: "full", False: "none"}.get(mode, mode) if isinstance(mode, bool) else mode
+        if isinstance(mode, bool):
+            mode = "full" if mode else "none"
         if mode not in ("none", "full", "selective"):
             raise ValueError(f"activation checkpointing must be none, full or selective, not {mode!r}")
         for block in self.blocks:
@@ -552,7 +553,7 @@ def flops_per_forward(
     """
     d, f = cfg.dim, cfg.ffn_dim
     segs = segments if segments is not None else [cond_tokens]
-    reads = [not cfg.condition_layers or i in cfg.condition_layers for i in range(cfg.layers)]
+    reads = [cfg.reads_conditions(i) for i in range(cfg.layers)]
     last = max(i for i, r in enumerate(reads) if r)
     nv, total = video_tokens, 0
     for i, r in enumerate(reads):
