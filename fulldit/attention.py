@@ -14,6 +14,7 @@ recomputes everything else: attention is most of the FLOPs of a long sequence an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -47,16 +48,6 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
     return out.transpose(1, 2)  # (B, Lq, H, d)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """Attention of q (B, Lq, H, d) to the keys k, v (B, Lk, H, d) that key_mask (B, Lk) marks real.
-
-    None (or an all-true mask) is one dense call. A row without any real key gets zeros.
-    """
-    if key_mask is None:
-        return sdpa(q, k, v)
-    return _attend_masked(q, k, v, key_mask)
-
-
 Index = slice | list[int]
 
 
@@ -66,7 +57,7 @@ def _as_index(idx: list[int]) -> Index:
 
 
 @lru_cache(maxsize=64)
-def _mask_groups(mask_bytes: bytes, shape: tuple[int, int]) -> list[tuple[Index, Index | None]] | None:
+def _mask_groups(mask_bytes: bytes, shape: tuple[int, int]) -> tuple[tuple[Index, Index | None], ...] | None:
     """(rows, keys) of each mask pattern (keys None: no real key), or None beyond MAX_DENSE_GROUPS patterns.
 
     On the CPU and cached by content: the same mask comes back in every block and every step, and torch.unique
@@ -81,7 +72,42 @@ def _mask_groups(mask_bytes: bytes, shape: tuple[int, int]) -> list[tuple[Index,
         rows = (inverse == p).nonzero()[:, 0].tolist()
         keys = pattern.nonzero()[:, 0].tolist()
         groups.append((_as_index(rows), _as_index(keys) if keys else None))
-    return groups
+    return tuple(groups)
+
+
+@dataclass(frozen=True, eq=False)
+class KeyMask:
+    """A key-padding mask (B, Lk) on the device with its row patterns, found once on the CPU.
+
+    A forward builds each mask's KeyMask once (`key_mask`) and every block reuses it: finding the patterns
+    needs the mask on the CPU, and one device-to-host copy per attention call would stall the GPU queue.
+    """
+
+    mask: torch.Tensor  # (B, Lk) bool
+    groups: tuple[tuple[Index, Index | None], ...] | None  # (rows, keys) per pattern; None: too many patterns
+
+
+def key_mask(mask: torch.Tensor | None) -> KeyMask | None:
+    """The KeyMask of a (B, Lk) bool mask, or None when every key is real (the dense fast path)."""
+    if mask is None:
+        return None
+    cpu = mask.cpu()
+    if bool(cpu.all()):
+        return None
+    return KeyMask(mask, _mask_groups(cpu.numpy().tobytes(), tuple(cpu.shape)))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | torch.Tensor | None) -> torch.Tensor:
+    """Attention of q (B, Lq, H, d) to the keys k, v (B, Lk, H, d) that the mask (B, Lk) marks real.
+
+    None (or an all-true mask) is one dense call. A row without any real key gets zeros. Pass a KeyMask
+    (`key_mask`) where the same mask serves many calls; a plain tensor is converted on each call.
+    """
+    if isinstance(mask, torch.Tensor):
+        mask = key_mask(mask)
+    if mask is None:
+        return sdpa(q, k, v)
+    return _attend_masked(q, k, v, mask)
 
 
 def _take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
@@ -91,20 +117,16 @@ def _take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
 
 
 @torch.compiler.disable  # data-dependent shapes: runs eagerly between compiled regions
-def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-    mask = key_mask.cpu()
-    if bool(mask.all()):
-        return sdpa(q, k, v)
-    groups = _mask_groups(mask.numpy().tobytes(), tuple(mask.shape))
-    if groups is None:
-        empty = ~key_mask.any(1)  # (B,)
-        out = sdpa(q, k, v, key_mask | empty[:, None])  # rows without keys: computed, then zeroed
+def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, km: KeyMask) -> torch.Tensor:
+    if km.groups is None:  # many patterns: one masked call (rows without keys: computed, then zeroed)
+        empty = ~km.mask.any(1)  # (B,)
+        out = sdpa(q, k, v, km.mask | empty[:, None])
         return torch.where(empty[:, None, None, None], torch.zeros_like(out), out)
-    if len(groups) == 1 and groups[0][1] is not None:  # every row sees the same keys
-        keys = groups[0][1]
+    if len(km.groups) == 1 and km.groups[0][1] is not None:  # every row sees the same keys
+        keys = km.groups[0][1]
         return sdpa(q, _take(k, keys, 1), _take(v, keys, 1))
     out = torch.zeros_like(q)
-    for rows, keys in groups:
+    for rows, keys in km.groups:
         if keys is None:
             continue  # rows without a real key: zeros
         kr, vr = _take(_take(k, rows, 0), keys, 1), _take(_take(v, rows, 0), keys, 1)

@@ -36,7 +36,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fulldit.attention import attend, save_attention_context
+from fulldit.attention import KeyMask, attend, key_mask, save_attention_context
 from fulldit.conditions import ConditionInput, Grid, build_conditions
 from fulldit.config import ModelConfig
 from fulldit.sequence import Packed, grid_positions, pack
@@ -126,12 +126,15 @@ class Attention(nn.Module):
         v = self.v(x).unflatten(-1, (self.heads, -1))
         return apply_rope(q, rope), apply_rope(k, rope), v
 
-    def cross(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
-        """Cross-attention of x (B, L, D) to the text context (B, Lt, D)."""
-        q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        """Cross-attention queries (B, L, H, d) of x (B, L, D)."""
+        return self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
+
+    def text(self, q: torch.Tensor, context: torch.Tensor, context_mask: KeyMask | None) -> torch.Tensor:
+        """Cross-attention of the queries q (B, L, H, d) to the text context (B, Lt, D) -> (B, L, H*d), before `o`."""
         k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))
         v = self.v(context).unflatten(-1, (self.heads, -1))
-        return self.o(attend(q, k, v, context_mask).flatten(-2))
+        return attend(q, k, v, context_mask).flatten(-2)
 
 
 @dataclass
@@ -143,10 +146,14 @@ class StepInputs:
     rope_video: tuple[torch.Tensor, torch.Tensor]
     rope_cond: tuple[torch.Tensor, torch.Tensor] | None
     context: torch.Tensor  # (B, Lt, D)
-    context_mask: torch.Tensor | None  # (B, Lt)
+    context_mask: KeyMask | None  # (B, Lt) real text tokens
     cond_mask: torch.Tensor | None  # (B, Lc) or None when all condition tokens are real
     cond_bounds: list[tuple[int, int]]
     layout: str
+    # The key masks the blocks use, each found once per forward (attention.KeyMask), None where all keys are real:
+    sequence_keys: KeyMask | None = None  # (B, Nv + Lc): the real keys of the whole sequence
+    cond_keys: KeyMask | None = None  # (B, Lc) with one key kept in rows that have none (gated layout)
+    segment_keys: list[KeyMask | None] | None = None  # per condition segment, likewise (isolated layout)
 
 
 class Block(nn.Module):
@@ -178,13 +185,35 @@ class Block(nn.Module):
     def _tail(self, x: torch.Tensor, attn_out: torch.Tensor, mod: list[torch.Tensor], s: StepInputs) -> torch.Tensor:
         """Residual of self-attention, then text cross-attention and the FFN, for one stream of tokens."""
         _, _, gate, c_shift, c_scale, c_gate = mod
+        x, q = self.attention_residual(x, own_tensor(attn_out), gate)
+        text = own_tensor(self.cross_attn.text(q, s.context, s.context_mask))
+        return self.ffn_residual(x, text, c_shift, c_scale, c_gate)
+
+    # The three dense stretches of a block: plain tensors in and out, no masks or condition layout, so that
+    # `FullDiT.compile_blocks` compiles each once (dynamic shapes) for every mix of conditions.
+    def project(
+        self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention q, k, v (B, L, H, d) of tokens x (B, L, D): modulated norm, projections, qk-norm, rotary."""
+        return self.self_attn.qkv(modulate(x, self.norm1, shift, scale), (cos, sin))
+
+    def attention_residual(
+        self, x: torch.Tensor, attn_out: torch.Tensor, gate: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x + gate * o(attn_out) (B, L, D), and the text cross-attention's queries (B, L, H, d) of the result."""
         x = gated_residual(x, self.self_attn.o(attn_out), gate)
-        x = x + self.cross_attn.cross(self.norm3(x.float()).type_as(x), s.context, s.context_mask)
-        return gated_residual(x, self.ffn(modulate(x, self.norm2, c_shift, c_scale)), c_gate)
+        return x, self.cross_attn.query(self.norm3(x.float()).type_as(x))
+
+    def ffn_residual(
+        self, x: torch.Tensor, text: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, gate: torch.Tensor
+    ) -> torch.Tensor:
+        """x + o(text cross-attention), then the gated FFN residual (B, L, D)."""
+        x = x + self.cross_attn.o(text)
+        return gated_residual(x, self.ffn(modulate(x, self.norm2, shift, scale)), gate)
 
     def cond_qkv(self, xc: torch.Tensor, s: StepInputs) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
         mod_c = self._mod(s.mod_cond)
-        return mod_c, self.self_attn.qkv(modulate(xc, self.norm1, mod_c[0], mod_c[1]), s.rope_cond)
+        return mod_c, self.project(xc, mod_c[0], mod_c[1], *s.rope_cond)
 
     def forward(
         self,
@@ -215,7 +244,7 @@ class Block(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # 1. Queries, keys, values of the video tokens (per-frame modulation) and condition tokens (t = 0).
         mod_v = self._mod(s.mod_video)
-        qv, kv, vv = self.self_attn.qkv(modulate(xv, self.norm1, mod_v[0], mod_v[1]), s.rope_video)  # (B, Nv, H, d)
+        qv, kv, vv = self.project(xv, mod_v[0], mod_v[1], *s.rope_video)  # (B, Nv, H, d)
         if cached_kv is not None:  # isolated layout, condition keys/values computed once per generation
             kc, vc = cached_kv
             qc, mod_c = None, None
@@ -254,14 +283,13 @@ class Block(nn.Module):
         out_v = self._gated(qv, kv, vv, kc, vc, s) if self.cond_gate is not None else None  # (B, Nv, D)
         if out_v is None or full:
             k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
-            key_mask = None if s.cond_mask is None else F.pad(s.cond_mask, (nv, 0), value=True)
         if full:
             if out_v is not None:
-                return out_v, attend(qc, k, v, key_mask).flatten(-2)
-            out = attend(torch.cat([qv, qc], 1), k, v, key_mask).flatten(-2)  # (B, Nv + Nc, D)
+                return out_v, attend(qc, k, v, s.sequence_keys).flatten(-2)
+            out = attend(torch.cat([qv, qc], 1), k, v, s.sequence_keys).flatten(-2)  # (B, Nv + Nc, D)
             return out[:, :nv], out[:, nv:]
         if out_v is None:
-            out_v = attend(qv, k, v, key_mask).flatten(-2)
+            out_v = attend(qv, k, v, s.sequence_keys).flatten(-2)
         return out_v, None if qc is None else self._isolated(qc, kc, vc, s)
 
     def _gated(
@@ -269,26 +297,27 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         """Video queries: attention over the video tokens + gate x a separate attention over the condition tokens."""
         out = attend(qv, kv, vv, None)  # (B, Nv, H, d): exactly the backbone's self-attention
-        mask, present = s.cond_mask, None
-        if mask is not None:  # a sample without any condition token reads nothing from them (and no NaN)
-            present = mask.any(1)  # (B,)
-            mask = with_a_key(mask)
-        cond = attend(qv, kc, vc, mask) * self.cond_gate[:, None]  # (B, Nv, H, d), fp32 gate
+        present = None if s.cond_mask is None else s.cond_mask.any(1)  # (B,)
+        # a sample without any condition token reads nothing from them (its one kept key is zeroed: no NaN)
+        cond = attend(qv, kc, vc, s.cond_keys) * self.cond_gate[:, None]  # (B, Nv, H, d), fp32 gate
         if present is not None:
             cond = torch.where(present[:, None, None, None], cond, torch.zeros_like(cond))
         return (out + cond).type_as(out).flatten(-2)  # (B, Nv, D)
 
     def _isolated(self, qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs) -> torch.Tensor:
         """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
-        outs = []
-        for a, b in s.cond_bounds:
-            m = None if s.cond_mask is None else s.cond_mask[:, a:b]
-            if m is not None:
-                # a sample without this condition has no real key here: let its (ignored) padding rows see one
-                # padding key instead of none, so no NaN is produced that could leak into gradients
-                m = with_a_key(m)
-            outs.append(attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m))
+        keys = s.segment_keys or [None] * len(s.cond_bounds)
+        outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
         return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
+
+
+def own_tensor(x: torch.Tensor) -> torch.Tensor:
+    """x itself if it is a contiguous tensor of its own, else a contiguous copy.
+
+    Attention outputs are views of several layouts (slices, transposes, masked groups); torch.compile guards on a
+    view's base, so each layout would be one more graph of the compiled block stretches that read them.
+    """
+    return x if x._base is None and x.is_contiguous() else x.clone(memory_format=torch.contiguous_format)
 
 
 def with_a_key(mask: torch.Tensor) -> torch.Tensor:
@@ -355,13 +384,17 @@ class FullDiT(nn.Module):
             block.checkpointing = mode
 
     def compile_blocks(self, **kwargs) -> FullDiT:
-        """torch.compile each block in place (regional compilation: one graph reused by every block, fast to build).
+        """torch.compile each block's dense stretches in place (regional compilation, one graph for every block).
 
-        Fuses the elementwise work around the matmuls and attention (norms, modulation, rotary, gated residuals).
-        State-dict names are unchanged. kwargs go to torch.compile (e.g. mode="max-autotune-no-cudagraphs").
+        Fuses the elementwise work around the matmuls (norms, modulation, rotary, gated residuals); attention and
+        the condition layout stay eager, so no mix of conditions, mask or token count recompiles after the first
+        of each kind (shapes are dynamic). State-dict names are unchanged. kwargs go to torch.compile
+        (e.g. mode="max-autotune-no-cudagraphs").
         """
+        kwargs.setdefault("dynamic", True)
         for block in self.blocks:
-            block.compile(**kwargs)
+            for name in ("project", "attention_residual", "ffn_residual"):
+                setattr(block, name, torch.compile(getattr(block, name), **kwargs))
         return self
 
     def init_weights(self) -> None:
@@ -431,17 +464,28 @@ class FullDiT(nn.Module):
             e6 = self.time_projection(e).unflatten(-1, (6, -1))  # (B, T+1, 6, D)
         pos_v = grid_positions(grid.t, grid.h, grid.w, device)[None]  # (1, Nv, 3): the same grid for every sample
         hd, theta = self.cfg.head_dim, self.cfg.rope_theta
+        cond_mask = None if packed is None else packed.mask
         inputs = StepInputs(
             mod_video=e6[:, :-1],
             mod_cond=e6[:, -1:],
             rope_video=rope_angles(pos_v, hd, theta),
             rope_cond=None if packed is None or not cond_rope else rope_angles(packed.pos, hd, theta),
             context=self.text_embedding(context.to(self.text_embedding[0].weight.dtype)),
-            context_mask=None if context_mask is None or bool(context_mask.all()) else context_mask,
-            cond_mask=None if packed is None else packed.mask,
+            context_mask=key_mask(context_mask),
+            cond_mask=cond_mask,
             cond_bounds=[] if packed is None else packed.bounds,
             layout=self.cfg.attention,
         )
+        if cond_mask is not None:
+            # rows without a real key (a sample lacking a condition) see one padding key instead of none in the
+            # gated and isolated calls, so no NaN arises that could leak into gradients; their output is unused
+            gated, isolated = self.cfg.condition_gate, self.cfg.attention == "isolated"
+            if not (gated and isolated):
+                inputs.sequence_keys = key_mask(F.pad(cond_mask, (grid.tokens, 0), value=True))
+            if gated:
+                inputs.cond_keys = key_mask(with_a_key(cond_mask))
+            if isolated:
+                inputs.segment_keys = [key_mask(with_a_key(cond_mask[:, a:b])) for a, b in packed.bounds]
         return inputs, e[:, :-1]
 
     def forward(
@@ -462,6 +506,7 @@ class FullDiT(nn.Module):
         pt, ph, pw = self.cfg.patch
         # 1. Tokenize: video patches and each condition's segment, packed into one sequence.
         xv = rearrange(self.patch_embedding(x.to(self.patch_embedding.weight.dtype)), "b d t h w -> b (t h w) d")
+        xv = xv.contiguous()  # (B, Nv, D), the layout every block's output has (one compiled graph for all)
         packed = None if cache is not None else self.embed_conditions(conditions, grid)
         s, e = self.step_inputs(
             t, grid, context, context_mask, packed if cache is None else cache.packed, cond_rope=cache is None

@@ -236,8 +236,10 @@ def test_batch_reuse_renders_once_per_group(tmp_path: Path, monkeypatch: pytest.
     assert straight.losses[1] != straight.losses[2]  # same clips, fresh noise and timesteps
     rendered.clear()
     train(CONFIG, str(tmp_path / "b"), [*reuse, "train.max_minutes=1e-9"], device="cpu")  # stops after step 1
+    assert rendered[0] == [0, 1, 2, 3]  # (the next group may have been prefetched before the stop)
+    rendered.clear()
     resumed = train(CONFIG, str(tmp_path / "b"), reuse, resume=True, device="cpu")
-    assert rendered == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]]  # the resumed pair's batch is rendered again
+    assert rendered == [[0, 1, 2, 3], [4, 5, 6, 7]]  # the resumed pair's batch is rendered again
     assert all(resumed.losses[s] == straight.losses[s] for s in (2, 3, 4))
 
 
@@ -261,3 +263,59 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
     assert len(grads[0]) == len(grads[1]) > 0
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
+    """train.validate_every: the EMA weights generate validation worlds (never trained on) and are scored in dB."""
+    from fulldit.train.validate import VALIDATION_SEED_BASE, validation_clips
+
+    run = tmp_path / "v"
+    train(CONFIG, str(run), [*FAST, "train.steps=3", "train.validate_every=2", "train.validate_clips=1"], device="cpu")
+    rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3]  # every 2 steps and at the end
+    for r in rows:
+        assert set(r) == {"step", "psnr_all", "psnr_text"}
+        assert all(0 < r[k] < 100 for k in ("psnr_all", "psnr_text"))
+    clip = validation_clips(1, 4, 32, 32)[0]
+    assert clip.meta["seed"] == VALIDATION_SEED_BASE and VALIDATION_SEED_BASE > 10**9  # far above training indices
+
+
+def test_compiled_training_never_recompiles_after_warm_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.compile: every mix of conditions, masks and frame conditions reuses the graphs built in warm-up.
+
+    Dynamo's guards do not depend on the backend, so aot_eager (fast to build on a CPU) stands in for inductor.
+    """
+    from fulldit.model import FullDiT
+
+    compile_blocks = FullDiT.compile_blocks
+    monkeypatch.setattr(FullDiT, "compile_blocks", lambda self, **kw: compile_blocks(self, backend="aot_eager", **kw))
+    every = ["train.compile=true", "train.curriculum.stages=[{start: 0, conditions: [camera, reference, depth]}]"]
+    train(CONFIG, str(tmp_path / "r"), [*FAST, *every, "train.steps=12", "train.save_every=12"], device="cpu")
+    torch.compiler.set_stance("fail_on_recompile")
+    try:
+        rest = train(CONFIG, str(tmp_path / "r"), [*FAST, *every, "train.steps=30"], resume=True, device="cpu")
+    finally:
+        torch.compiler.set_stance("default")
+    assert rest.step == 30
+
+
+def test_prefetcher_keeps_order_and_reports_errors() -> None:
+    """Items come in production order, made in a background thread; an error surfaces where the item is taken."""
+    import threading
+
+    from fulldit.train.data import Prefetcher
+
+    made: list[tuple[int, str]] = []
+
+    def produce() -> int:
+        made.append((len(made), threading.current_thread().name))
+        if len(made) == 4:
+            raise ValueError("clip 3 is broken")
+        return len(made) - 1
+
+    data = Prefetcher(produce, torch.device("cpu"))
+    assert [data.get() for _ in range(3)] == [0, 1, 2]
+    assert all(name.startswith("fulldit-data") for _, name in made)
+    with pytest.raises(ValueError, match="clip 3 is broken"):
+        data.get()
+    data.close()

@@ -71,15 +71,14 @@ def collate(clips: list[Clip]) -> Batch:
     has_depth = torch.tensor([c.depth is not None for c in clips])
     depth = None
     if bool(has_depth.any()):
-        depth = torch.stack(
-            [c.depth if c.depth is not None else torch.zeros(video.shape[1:2] + video.shape[3:]) for c in clips]
-        )
+        blank = torch.zeros(video.shape[1:2] + video.shape[3:], device=video.device)
+        depth = torch.stack([c.depth if c.depth is not None else blank for c in clips])
     n = max(len(c.references) for c in clips)
     has_reference = torch.zeros(len(clips), n, dtype=torch.bool)
     references = None
     if n:
         shape = next(r.shape for c in clips for r in c.references)
-        references = torch.zeros(len(clips), n, *shape)
+        references = torch.zeros(len(clips), n, *shape, device=video.device)  # where the clips are: no copies
         for b, c in enumerate(clips):
             for i, r in enumerate(c.references):
                 references[b, i], has_reference[b, i] = r, True

@@ -126,6 +126,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 20
     sample_every: int = 0  # 0: no sample videos
+    validate_every: int = 0  # generate and score validation worlds (train/validate.py) every N steps and at the end
+    validate_clips: int = 16
     save_every: int = 500
     keep: int = 3  # training checkpoints kept
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0: no limit
@@ -143,7 +145,9 @@ class TrainConfig:
             )
         if self.parallel not in ("ddp", "fsdp"):
             raise InputError(f"train.parallel must be 'ddp' or 'fsdp', not {self.parallel!r}")
-        for name in ("steps", "batch_size", "save_every", "keep", "log_every"):
+        if self.validate_every < 0:
+            raise InputError(f"train.validate_every must be 0 (off) or positive, not {self.validate_every}")
+        for name in ("steps", "batch_size", "save_every", "keep", "log_every", "validate_clips"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name} must be at least 1, not {getattr(self, name)}")
 

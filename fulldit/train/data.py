@@ -13,8 +13,12 @@ two processes with A = 1 see the same samples in the same micro-batch slots. Res
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from itertools import count
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -102,3 +106,64 @@ def to_batch(items: list[ClipPlan] | list[Clip], cfg: DataConfig, device: torch.
     if items and isinstance(items[0], ClipPlan):
         items = render_plans(items, cfg.height, cfg.width, device)
     return collate(items)
+
+
+T = TypeVar("T")
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Every tensor inside obj (dataclasses, lists, tuples, dicts)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _tensors(getattr(obj, f.name))
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _tensors(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _tensors(x)
+
+
+class Prefetcher(Generic[T]):
+    """Produces the next item (e.g. a rendered and encoded batch group) while the current one trains.
+
+    `produce` runs in one background thread; on a GPU under its own CUDA stream, so the world's ray caster and the
+    codec overlap the training step instead of preceding it. `get` hands an item to the caller's stream (which
+    waits for it; the tensors are marked as used there, so the caching allocator cannot recycle them early) and
+    starts producing the next. Items come in the order `produce` makes them: the data of a step never changes.
+    """
+
+    def __init__(self, produce: Callable[[], T], device: torch.device):
+        self.produce, self.device = produce, device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="fulldit-data")
+        self.pending = self.pool.submit(self._make)
+
+    def _make(self) -> tuple[T, torch.cuda.Event | None]:
+        if self.stream is None:
+            return self.produce(), None
+        with ExitStack() as stack:
+            stack.enter_context(torch.cuda.device(self.device))
+            stack.enter_context(torch.cuda.stream(self.stream))
+            item = self.produce()
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return item, done
+
+    def get(self) -> T:
+        item, done = self.pending.result()
+        if done is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(done)
+            for t in _tensors(item):
+                if t.is_cuda:
+                    t.record_stream(stream)
+        self.pending = self.pool.submit(self._make)
+        return item
+
+    def close(self) -> None:
+        """Stop after the item in production (if any); nothing more is produced."""
+        self.pending.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)

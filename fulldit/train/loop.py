@@ -35,8 +35,7 @@ from fulldit.checkpoint import load_state, load_text_weights, load_weights, read
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, ModelConfig, to_dict
-from fulldit.data import Batch
-from fulldit.data.prepare import prepare_batch
+from fulldit.data.prepare import TrainInputs, prepare_batch
 from fulldit.errors import InputError
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.generate import Pipeline
@@ -44,10 +43,11 @@ from fulldit.model import FullDiT, flops_per_forward
 from fulldit.text_encoders import TextEncoder, build_text_encoder
 from fulldit.train.config import LoraConfig, TrainConfig, load_train_config
 from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
-from fulldit.train.data import MicroBatches, make_loader, to_batch
+from fulldit.train.data import MicroBatches, Prefetcher, make_loader, to_batch
 from fulldit.train.ema import EMA
 from fulldit.train.lora import apply_lora, merged_state
 from fulldit.train.state import FULL, TRAINER, latest_checkpoint, load_checkpoint, save_checkpoint, split_state
+from fulldit.train.validate import validate, validation_clips
 
 
 class Trainee(nn.Module):
@@ -150,7 +150,7 @@ class Stop:
 
 def micro_step(
     trainee: nn.Module,
-    batch: Batch,
+    inputs: TrainInputs,
     cfg: FullDiTConfig,
     tcfg: TrainConfig,
     pipe: Pipeline,
@@ -162,7 +162,6 @@ def micro_step(
 ) -> tuple[float, int, float]:
     """Forward + backward of one micro-batch on the step's condition subset; returns (loss, tokens, forward FLOPs)."""
     gen, gen_dev = generators(tcfg.seed, step, slot, d.device)
-    inputs = prepare_batch(batch, cfg.model, pipe.codec, d.device)
     x0 = inputs.x0
     b, t_lat = x0.shape[0], x0.shape[2]
     conds = {k: v for k, v in inputs.conditions.items() if k in subset}
@@ -256,24 +255,29 @@ def _ema_weights(trainee: Trainee, ema: EMA, cfg: FullDiTConfig, lora: LoraConfi
     return {**{f"model.{k}": v for k, v in model.items()}, **text}
 
 
-def _sample(pipe: Pipeline, state: dict[str, torch.Tensor], out: Path, step: int, writer: object) -> None:
+def _ema_pipeline(pipe: Pipeline, state: dict[str, torch.Tensor]) -> Pipeline:
+    """A Pipeline on the training device with the EMA weights (fresh modules: the training ones may be sharded)."""
+    model = FullDiT(pipe.config.model).to(pipe.device)
+    model.load_state_dict(split_state(state, "model."))
+    model.eval()
+    text = pipe.text_encoder
+    if isinstance(text, nn.Module):
+        text = build_text_encoder(pipe.config.text, pipe.device)
+        text.load_state_dict(split_state(state, "text_encoder."))
+        text.eval()
+    return Pipeline(pipe.config, model, pipe.codec, text, pipe.device)
+
+
+def _sample(pipe: Pipeline, out: Path, step: int, writer: object) -> None:
     """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
     from fulldit.data.stream import BENCH_SEED_BASE
     from fulldit.data.world import render_clip
     from fulldit.video_io import write_video
 
-    model = FullDiT(pipe.config.model).to(pipe.device)
-    model.load_state_dict(split_state(state, "model."))
-    model.eval()
-    text = pipe.text_encoder
-    if isinstance(text, nn.Module):  # a fresh module: the training one may be sharded (FSDP2 DTensors)
-        text = build_text_encoder(pipe.config.text, pipe.device)
-        text.load_state_dict(split_state(state, "text_encoder."))
-        text.eval()
     s = pipe.config.sample
     clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
     names = pipe.config.model.conditions
-    video = Pipeline(pipe.config, model, pipe.codec, text, pipe.device).generate(
+    video = pipe.generate(
         prompt=clip.caption,
         camera=clip.camera if "camera" in names else None,
         references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else None,
@@ -285,6 +289,16 @@ def _sample(pipe: Pipeline, state: dict[str, torch.Tensor], out: Path, step: int
     if writer is not None:
         strip = torch.cat([clip.video[:: max(1, s.frames // 4)], video[:: max(1, s.frames // 4)].cpu()], dim=3)
         writer.add_images("sample/ground_truth_vs_generated", strip.clamp(0, 1), step)
+
+
+def _validate(pipe: Pipeline, clips: list, out: Path, step: int, writer: object) -> None:
+    """Rank 0: score the EMA weights on the validation worlds; tensorboard and OUT/validation.jsonl."""
+    scores = validate(pipe, clips)
+    for name, value in scores.items():
+        writer.add_scalar(f"validation/{name}", value, step)
+    with open(out / "validation.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, **scores}) + "\n")
+    print(f"step {step}: validation " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()), flush=True)
 
 
 def train(
@@ -349,6 +363,15 @@ def train(
     reuse = tcfg.data.reuse
     sampler = MicroBatches(tcfg.batch_size, micro, accumulation, d.rank, start // reuse, -(-tcfg.steps // reuse))
     loader = iter(make_loader(tcfg.data, sampler))
+
+    def next_group() -> list[TrainInputs]:
+        """This rank's micro-batches of the next batch group: rendered (or loaded), encoded, conditions laid out."""
+        return [
+            prepare_batch(to_batch(next(loader), tcfg.data, d.device), cfg.model, pipe.codec, d.device)
+            for _ in range(accumulation)
+        ]
+
+    data = Prefetcher(next_group, d.device)  # the next group is made while this one trains
     batch_group, batches = -1, []
     stop = Stop()
     t_start = time.time()
@@ -358,6 +381,7 @@ def train(
     step = start
     saved_at = start if last is not None else -1
     losses: dict[int, float] = {}
+    val_clips: list = []  # rendered at the first validation
     while step < tcfg.steps:
         lr = lr_at(tcfg, step)
         for param_group in optimizer.param_groups:
@@ -365,9 +389,9 @@ def train(
         total = 0.0
         subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
         name = subset_name(subset)
-        if step // reuse != batch_group:  # render (or load) this step's micro-batches; reused for `reuse` steps
+        if step // reuse != batch_group:  # this step's micro-batches, made in the background; reused `reuse` steps
             batch_group = step // reuse
-            batches = [to_batch(next(loader), tcfg.data, d.device) for _ in range(accumulation)]
+            batches = data.get()
         for m in range(accumulation):
             sync = m == accumulation - 1 or not isinstance(module, DistributedDataParallel)
             with contextlib.nullcontext() if sync else module.no_sync():
@@ -422,15 +446,25 @@ def train(
             trainer = {"elapsed_s": elapsed, "world": d.world, **run_info}
             save_checkpoint(ckpt_root, step, trainee, optimizer, ema, cfg, trainer, tcfg.keep, lora is not None)
             saved_at = step
-        if tcfg.sample_every and step % tcfg.sample_every == 0:
+        sample = tcfg.sample_every and step % tcfg.sample_every == 0
+        check = tcfg.validate_every and (step % tcfg.validate_every == 0 or step == tcfg.steps or stopping)
+        if sample or check:
             if d.main or tcfg.parallel == "fsdp":  # the gather is collective under FSDP2
                 state = _ema_weights(trainee, ema, cfg, lora)
             if d.main:
-                _sample(pipe, state, out_dir, step, writer)
+                ema_pipe = _ema_pipeline(pipe, state)
+                if sample:
+                    _sample(ema_pipe, out_dir, step, writer)
+                if check:
+                    if not val_clips:
+                        s = cfg.sample
+                        val_clips.extend(validation_clips(tcfg.validate_clips, s.frames, s.height, s.width, d.device))
+                    _validate(ema_pipe, val_clips, out_dir, step, writer)
         if stopping:
             break
     bar.close()
     stop.close()
+    data.close()
     final = out_dir / "model"
     if saved_at == step and lora is not None:  # the merged EMA: a plain checkpoint, no peft needed to generate
         if d.main or tcfg.parallel == "fsdp":
