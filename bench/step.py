@@ -5,6 +5,7 @@ patch (1, 2, 2), 480x832x81 video -> 21 x 30 x 52 = 32,760 video tokens, 512 tex
 Conditions: camera = 2 tokens per latent frame (42), references = 1,560 tokens each, depth = 32,760 tokens.
 Variants:
   full                  FullDiT: every token attends to every token (the naive reference)
+  full, gated           the same with condition gates (converted Wan2.1): two dense attentions merged by log-sum-exp
   isolated+cache        FullDiT2's decoupled mask; condition keys/values computed once per generation (exact)
   isolated+cache, compiled        the same with torch.compile of each block (exact up to bf16 rounding)
   every 3rd layer+cache, compiled conditions read in blocks 0, 3, 6, ... only (model.condition_layers: an
@@ -44,11 +45,12 @@ MIXES = {
     "+ depth": {"depth": 1},
     "+ all (camera, 3 refs, depth)": {"camera": 1, "reference": 3, "depth": 1},
 }
-VARIANTS = {  # name: (attention layout, condition cache, compile, every k-th block reads conditions)
-    "full": ("full", False, False, 1),
-    "isolated+cache": ("isolated", True, False, 1),
-    "isolated+cache, compiled": ("isolated", True, True, 1),
-    "every 3rd layer+cache, compiled": ("isolated", True, True, 3),
+VARIANTS = {  # name: (attention layout, condition cache, compile, every k-th block reads conditions, gated)
+    "full": ("full", False, False, 1, False),
+    "full, gated": ("full", False, False, 1, True),  # converted Wan2.1: video keys + condition keys merged by LSE
+    "isolated+cache": ("isolated", True, False, 1, False),
+    "isolated+cache, compiled": ("isolated", True, True, 1, False),
+    "every 3rd layer+cache, compiled": ("isolated", True, True, 3, False),
 }
 
 
@@ -105,7 +107,7 @@ def top_kernels(fn, n: int = 8) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])[:n]
 
 
-def config_r(args: argparse.Namespace, attention: str, every: int = 1) -> ModelConfig:
+def config_r(args: argparse.Namespace, attention: str, every: int = 1, gated: bool = False) -> ModelConfig:
     """Wan2.1-1.3B shapes (or the sizes given on the command line), camera as 2 tokens per latent frame."""
     return ModelConfig(
         in_channels=16,
@@ -116,6 +118,7 @@ def config_r(args: argparse.Namespace, attention: str, every: int = 1) -> ModelC
         ffn_dim=args.ffn,
         text_dim=4096,
         attention=attention,
+        condition_gate=gated,
         condition_layers=() if every == 1 else tuple(range(0, args.layers, every)),
         camera=CameraConfig(mode="tokens", tokens_per_frame=2, frames_per_token=4),
     )
@@ -245,8 +248,8 @@ def main() -> None:
     ctx = torch.randn(1, args.text_tokens, 4096, device=device, dtype=dtype)
     rows, profiles, outputs, guidance, report = [], {}, {}, {}, {}
     for variant in variants:
-        layout, use_cache, compile_, every = VARIANTS[variant]
-        cfg = config_r(args, layout, every)
+        layout, use_cache, compile_, every, gated = VARIANTS[variant]
+        cfg = config_r(args, layout, every, gated)
         model = random_weights(FullDiT(cfg)).to(device).to_dtype(dtype).eval()  # identical in every variant
         if compile_:
             model.compile_blocks()  # shapes that change between mixes become dynamic after the first recompile

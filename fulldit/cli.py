@@ -148,7 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint")
     c.add_argument("src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original")
-    c.add_argument("--from", dest="source_format", choices=["wan2.1"], required=True, help="what SRC_DIR holds")
+    c.add_argument(
+        "--from",
+        dest="source_format",
+        choices=["wan2.1", "open-gates"],
+        required=True,
+        help="what SRC_DIR holds: Wan2.1, or a fulldit checkpoint with every condition gate open (written as plain "
+        "full attention)",
+    )
     c.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
     c.add_argument("--vae", metavar="DIR", help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline)")
     c.add_argument(
@@ -390,6 +397,12 @@ def cmd_convert(args: argparse.Namespace) -> None:
     shard = MAX_SHARD_BYTES if args.shard_mb is None else int(args.shard_mb * 10**6)
     if shard <= 0:
         raise InputError(f"--shard-mb {args.shard_mb}: must be positive")
+    if args.source_format == "open-gates":
+        from fulldit.convert import open_gates
+
+        open_gates(args.src, args.out)
+        print(f"wrote {args.out}: the open-gated model of {args.src} as plain full attention")
+        return
     cfg = convert_wan(
         args.src, args.out, args.vae, args.text_encoder, args.conditions, args.dtype, args.text_dtype, args.seed, shard
     )

@@ -20,8 +20,8 @@ tensor for tensor (issue #6). What FullDiT adds:
 - optionally (`condition_layers`) conditions in a few blocks only: condition tokens pass through, and video
   tokens read them in, the named blocks (FullDiT2), which cuts the attention the conditions cost;
 - optionally (`condition_gate`, set for converted Wan2.1 checkpoints) a zero-initialised gate per block
-  and head on what video tokens read from condition tokens, so a pretrained backbone computes exactly
-  what it computed before, conditions given or not, until the gates are trained.
+  and head on the weight of the condition keys in the video tokens' softmax, so a pretrained backbone computes
+  exactly what it computed before, conditions given or not, and opens into FullDiT's one softmax (gate 1).
 
 References: FullDiT (Ju et al. 2025), FullDiT2 (2025), STIV (Lin et al. 2024), Wan2.1 (2025), DiT (Peebles & Xie 2023).
 """
@@ -36,7 +36,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fulldit.attention import KeyMask, attend, key_mask, save_attention_context
+from fulldit.attention import KeyMask, attend, attend_lse, key_mask, save_attention_context
 from fulldit.conditions import ConditionInput, Grid, build_conditions
 from fulldit.config import ModelConfig
 from fulldit.sequence import Packed, grid_positions, pack
@@ -152,17 +152,18 @@ class StepInputs:
     layout: str
     # The key masks the blocks use, each found once per forward (attention.KeyMask), None where all keys are real:
     sequence_keys: KeyMask | None = None  # (B, Nv + Lc): the real keys of the whole sequence
-    cond_keys: KeyMask | None = None  # (B, Lc) with one key kept in rows that have none (gated layout)
-    segment_keys: list[KeyMask | None] | None = None  # per condition segment, likewise (isolated layout)
+    cond_keys: KeyMask | None = None  # (B, Lc): the real condition keys (gated layout)
+    # per condition segment, with one key kept in rows that have none (isolated layout; see step_inputs)
+    segment_keys: list[KeyMask | None] | None = None
 
 
 class Block(nn.Module):
     """Self-attention over [video, conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
 
-    condition_gate: video queries attend to the condition keys in a second softmax whose output is scaled by a
-    per-head gate, zero at init (LLaMA-Adapter's zero-init attention). In one shared softmax, condition keys
-    would take attention mass from the video keys, so no zero-initialised projection could leave a pretrained
-    backbone unchanged; with the gate at 0 the video stream is exactly the backbone's, conditions given or not.
+    condition_gate: video queries read the condition keys with a weight g per head in [0, 1] inside their softmax
+    (two dense attentions merged by log-sum-exp, `_gated`), zero at init: with g = 0 the video stream is exactly a
+    pretrained backbone's, conditions given or not (one shared softmax with the conditions would take attention mass
+    from the video keys at once); with g = 1 it is FullDiT's full attention. Training opens the gates.
     """
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float, condition_gate: bool = False):
@@ -295,14 +296,24 @@ class Block(nn.Module):
     def _gated(
         self, qv: torch.Tensor, kv: torch.Tensor, vv: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs
     ) -> torch.Tensor:
-        """Video queries: attention over the video tokens + gate x a separate attention over the condition tokens."""
-        out = attend(qv, kv, vv, None)  # (B, Nv, H, d): exactly the backbone's self-attention
-        present = None if s.cond_mask is None else s.cond_mask.any(1)  # (B,)
-        # a sample without any condition token reads nothing from them (its one kept key is zeroed: no NaN)
-        cond = attend(qv, kc, vc, s.cond_keys) * self.cond_gate[:, None]  # (B, Nv, H, d), fp32 gate
-        if present is not None:
-            cond = torch.where(present[:, None, None, None], cond, torch.zeros_like(cond))
-        return (out + cond).type_as(out).flatten(-2)  # (B, Nv, D)
+        """Video queries over video and condition keys: one softmax in which the condition keys weigh g per head.
+
+        Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
+        out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
+        given or not; at g = 1 it is FullDiT's one softmax over [video, conditions] (`attention: full`).
+        """
+        o_v, l_v = attend_lse(qv, kv, vv, None)  # (B, Nv, H, d), (B, Nv, H)
+        o_c, l_c = attend_lse(qv, kc, vc, s.cond_keys)  # rows without condition keys: zeros, -inf
+        m = torch.maximum(l_v, l_c)
+        z_v, z_c = torch.exp(l_v - m), self.gate() * torch.exp(l_c - m)  # (B, Nv, H); the gate is per head
+        w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
+        return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, D)
+
+    def gate(self) -> torch.Tensor:
+        """The condition gate per head, clamped to [0, 1]; its gradient passes the clamp (straight-through), so a
+        gate pushed below 0 by one step can reopen."""
+        g = self.cond_gate.float()
+        return g + (g.clamp(0.0, 1.0) - g).detach()
 
     def _isolated(self, qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs) -> torch.Tensor:
         """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
@@ -477,13 +488,13 @@ class FullDiT(nn.Module):
             layout=self.cfg.attention,
         )
         if cond_mask is not None:
-            # rows without a real key (a sample lacking a condition) see one padding key instead of none in the
-            # gated and isolated calls, so no NaN arises that could leak into gradients; their output is unused
+            # isolated: rows without a real key (a sample lacking a condition) see one padding key instead of none,
+            # so no NaN arises that could leak into gradients; their output is unused
             gated, isolated = self.cfg.condition_gate, self.cfg.attention == "isolated"
             if not (gated and isolated):
                 inputs.sequence_keys = key_mask(F.pad(cond_mask, (grid.tokens, 0), value=True))
             if gated:
-                inputs.cond_keys = key_mask(with_a_key(cond_mask))
+                inputs.cond_keys = key_mask(cond_mask)
             if isolated:
                 inputs.segment_keys = [key_mask(with_a_key(cond_mask[:, a:b])) for a, b in packed.bounds]
         return inputs, e[:, :-1]

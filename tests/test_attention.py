@@ -63,3 +63,33 @@ def test_patterns_run_as_dense_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     calls.clear()
     attend(q, k, v, torch.ones(3, 11, dtype=torch.bool))
     assert calls == [(3, 11, True)]
+
+
+def reference_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple:
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
+    scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    lse = scores.logsumexp(-1)  # (B, H, Lq); -inf for rows without keys
+    weights = torch.nan_to_num(scores.softmax(-1))
+    return torch.einsum("bhqk,bkhd->bqhd", weights, v), lse.transpose(1, 2)
+
+
+@pytest.mark.parametrize("name", ["guidance", "scattered", "empty row", "many"])
+def test_attention_with_log_sum_exp_and_its_gradients(name: str) -> None:
+    """attend_lse: output and log-sum-exp equal the written-out softmax, and so do the gradients of both."""
+    from fulldit.attention import attend_lse, key_mask
+
+    mask = torch.tensor(MASKS[name], dtype=torch.bool)
+    q, k, v = qkv(len(mask), seed=1)
+    out, lse = attend_lse(q, k, v, key_mask(mask))
+    want_out, want_lse = reference_lse(q, k, v, mask)
+    torch.testing.assert_close(out, want_out, atol=1e-5, rtol=1e-5)
+    real = torch.isfinite(want_lse)
+    assert torch.equal(torch.isfinite(lse), real)  # rows without a key: -inf
+    torch.testing.assert_close(lse[real], want_lse[real], atol=1e-5, rtol=1e-5)
+    g = torch.Generator().manual_seed(2)
+    g_out, g_lse = torch.randn(out.shape, generator=g), torch.randn(lse.shape, generator=g)
+    loss = lambda o, l: (o * g_out).sum() + (torch.where(real, l, 0.0) * g_lse).sum()  # noqa: E731
+    grads = torch.autograd.grad(loss(out, lse), (q, k, v))
+    want = torch.autograd.grad(loss(want_out, want_lse), (q, k, v))
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -217,6 +217,9 @@ def test_condition_gate_in_both_layouts(attention: str) -> None:
     """Closed gates leave the output exact in both layouts; open gates act, and the isolated cache still agrees."""
     torch.manual_seed(0)
     model = randomize(FullDiT(tiny_model_config(attention=attention, condition_gate=True))).eval()
+    with torch.no_grad():
+        for block in model.blocks:  # trained, partly open gates (a gate lies in [0, 1])
+            block.cond_gate.uniform_(0.3, 1.0)
     g = torch.Generator().manual_seed(4)
     x, context, t = torch.randn(2, 12, 4, 8, 8, generator=g), torch.randn(2, 5, 16, generator=g), torch.rand(2)
     on = torch.tensor([True, True])
@@ -328,3 +331,70 @@ def test_generate_end_to_end(converted: Path, tmp_path: Path, capsys: pytest.Cap
     for name in ("t2v", "all"):
         assert read_video(tmp_path / f"{name}.mp4").shape == (frames, 3, size, size)
         assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+
+def _gated_and_plain() -> tuple[FullDiT, FullDiT, tuple]:
+    """A gated full-attention model with random weights, the plain full-attention model with the same weights, and
+    inputs in which sample 1 lacks the references (a padding mask in the condition keys)."""
+    torch.manual_seed(0)
+    gated = randomize(FullDiT(tiny_model_config(attention="full", condition_gate=True)))
+    plain = FullDiT(tiny_model_config(attention="full"))
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if not k.endswith("cond_gate")})
+    g = torch.Generator().manual_seed(4)
+    x, context, t = torch.randn(2, 12, 4, 8, 8, generator=g), torch.randn(2, 5, 16, generator=g), torch.rand(2)
+    on = torch.tensor([True, True])
+    conditions = {
+        "camera": ConditionInput(torch.randn(2, 4, 16, generator=g), on),
+        "reference": ConditionInput(torch.randn(2, 1, 12, 8, 8, generator=g), torch.tensor([[True], [False]])),
+        "depth": ConditionInput(torch.randn(2, 12, 4, 8, 8, generator=g), on),
+    }
+    return gated, plain, (x, t, context, None, conditions)
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def test_gated_attention_opens_into_full_attention() -> None:
+    """Gate 0: exactly the backbone, conditions given or not; gate 1: one softmax over [video, conditions], i.e. plain
+    `attention: full`. Float32, 1e-5 relative. At 0 the gates get gradients, so training opens them."""
+    gated, plain, (x, t, context, mask, conditions) = _gated_and_plain()
+    with torch.no_grad():
+        for block in gated.blocks:
+            block.cond_gate.zero_()
+        backbone = gated(x, t, context, mask)
+        assert _relative(gated(x, t, context, mask, conditions), backbone) <= 1e-5
+        for block in gated.blocks:
+            block.cond_gate.fill_(1.0)
+        full = plain(x, t, context, mask, conditions)
+        assert _relative(gated(x, t, context, mask, conditions), full) <= 1e-5
+        assert _relative(full, backbone) > 1e-2  # the conditions matter: the two limits differ
+        for block in gated.blocks:
+            block.cond_gate.zero_()
+    gated(x, t, context, mask, conditions).square().mean().backward()
+    assert all(float(block.cond_gate.grad.abs().min()) > 0 for block in gated.blocks)
+
+
+def test_open_gates_convert_to_plain_full_attention(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`fulldit convert --from open-gates`: every gate open -> a plain full-attention checkpoint with the same outputs;
+    a gate not open is a one-line error and nothing is written."""
+    from tests.conftest import tiny_config
+
+    gated, _, (x, t, context, mask, conditions) = _gated_and_plain()
+    with torch.no_grad():
+        for block in gated.blocks:
+            block.cond_gate.fill_(1.0)
+    cfg = tiny_config(attention="full", condition_gate=True)
+    Pipeline.from_config(cfg, model=gated).save_pretrained(tmp_path / "gated")
+    assert main(["convert", "--from", "open-gates", str(tmp_path / "gated"), "--out", str(tmp_path / "plain")]) == 0
+    plain = Pipeline.from_pretrained(tmp_path / "plain", device="cpu")
+    assert not plain.config.model.condition_gate and plain.config.model.attention == "full"
+    with torch.no_grad():
+        assert _relative(plain.model(x, t, context, mask, conditions), gated(x, t, context, mask, conditions)) <= 1e-5
+    with torch.no_grad():
+        gated.blocks[1].cond_gate[0] = 0.5
+    Pipeline.from_config(cfg, model=gated).save_pretrained(tmp_path / "half")
+    assert main(["convert", "--from", "open-gates", str(tmp_path / "half"), "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "blocks.1.cond_gate" in err[0] and "not open" in err[0]
+    assert not (tmp_path / "no").exists()

@@ -319,3 +319,22 @@ def test_prefetcher_keeps_order_and_reports_errors() -> None:
     with pytest.raises(ValueError, match="clip 3 is broken"):
         data.get()
     data.close()
+
+
+def test_new_modules_learn_at_their_own_rate_and_resume_exactly(tmp_path: Path) -> None:
+    """train.new_module_lr_scale: condition modules (and gates) in their own AdamW group at scale x lr, every step;
+    resuming is exact; resuming with another grouping is a clear error."""
+    scaled = [*FAST, "train.steps=4", "train.save_every=2", "train.new_module_lr_scale=10"]
+    straight = train(CONFIG, str(tmp_path / "a"), scaled, device="cpu")
+    info = json.loads((tmp_path / "a" / "checkpoints" / "step_00000004" / "trainer.json").read_text())
+    backbone, new = info["param_groups"]
+    assert new["lr"] == pytest.approx(10 * backbone["lr"]) and backbone["lr"] > 0
+    names = set(_weights(tmp_path / "a", 4))
+    assert any(n.startswith("model.conditions.") for n in names)
+    train(CONFIG, str(tmp_path / "b"), [*scaled, "train.max_minutes=1e-9"], device="cpu")  # stops after step 1
+    resumed = train(CONFIG, str(tmp_path / "b"), scaled, resume=True, device="cpu")
+    assert all(resumed.losses[s] == straight.losses[s] for s in (2, 3, 4))
+    for k, v in _weights(tmp_path / "a", 4).items():
+        assert torch.equal(v, _weights(tmp_path / "b", 4)[k]), k
+    with pytest.raises(InputError, match="new_module_lr_scale"):
+        train(CONFIG, str(tmp_path / "b"), [*FAST, "train.steps=6"], resume=True, device="cpu")

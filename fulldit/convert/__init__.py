@@ -12,6 +12,7 @@ the memory of one shard (or of its largest tensor), not of the model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,8 +20,18 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
-from fulldit.checkpoint import CONFIG, MAX_SHARD_BYTES, write_config, write_shards
+from fulldit.checkpoint import (
+    CONFIG,
+    MAX_SHARD_BYTES,
+    TEXT_WEIGHTS,
+    load_state,
+    read_config,
+    save_states,
+    write_config,
+    write_shards,
+)
 from fulldit.codecs import CodecConfig
 from fulldit.codecs.vae import find_vae_dir
 from fulldit.conditions import build_conditions
@@ -30,7 +41,7 @@ from fulldit.errors import InputError
 from fulldit.model import FP32_PARAMS, FullDiT, init_linears
 from fulldit.text_encoders import TextEncoderConfig, find_t5_dirs
 
-__all__ = ["convert_wan", "wan_config"]
+__all__ = ["convert_wan", "open_gates", "wan_config"]
 
 WAN_VAE_TIME_STRIDE = 4  # the Wan VAE encodes frame 0, then 4 frames per latent (codecs/vae.py checks it)
 # Wan2.1's own sampling defaults (text-to-video, 480p): 81 frames at 16 fps, 50 steps, shift 5, guidance 5.
@@ -226,3 +237,30 @@ def convert_wan(
         write_shards(out, sizes, tensor, max_shard_bytes)
     write_config(out, config)
     return config
+
+
+def open_gates(src: str | Path, out: str | Path, tolerance: float = 1e-6) -> FullDiTConfig:
+    """A gated `attention: full` checkpoint whose gates are all open, as the plain full-attention model it equals.
+
+    With every gate at 1 the gated merge is one softmax over [video, conditions] (model.Block._gated), so
+    dropping the gates changes nothing but the layout's name. Gates not open (within `tolerance`) are an error:
+    that model is not plain full attention. Written as any checkpoint is (config last), storage types kept.
+    """
+    cfg = read_config(src)
+    if not cfg.model.condition_gate:
+        raise InputError(f"{src}: has no condition gates (model.condition_gate is false)")
+    if cfg.model.attention != "full":
+        raise InputError(f"{src}: attention is {cfg.model.attention!r}; only gated full attention opens into full")
+    state = load_state(Path(src))
+    gates = {k: v.float().clamp(0, 1) for k, v in state.items() if k.endswith(".cond_gate")}
+    closed = {k: float(v.min()) for k, v in gates.items() if float((1 - v).max()) > tolerance}
+    if closed:
+        name, value = next(iter(closed.items()))
+        raise InputError(f"{src}: {len(closed)} of {len(gates)} gates are not open (e.g. {name} has {value:.4g}); "
+                         "only a model with every gate at 1 is plain full attention")  # fmt: skip
+    model = dataclasses.replace(cfg.model, condition_gate=False)
+    plain = dataclasses.replace(cfg, model=model)
+    text_path = Path(src) / TEXT_WEIGHTS
+    text = load_file(str(text_path)) if text_path.is_file() else None
+    save_states(out, plain, {k: v for k, v in state.items() if k not in gates}, text)
+    return plain

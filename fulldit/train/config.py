@@ -112,6 +112,11 @@ class TrainConfig:
     micro_batch: int = 0  # samples per rank per forward; 0: batch_size / world size (no accumulation)
     lr: float = 3e-4
     min_lr: float = 3e-5  # cosine decays to this
+    # FullDiT's own modules on a pretrained backbone (dotted name parts, as train.lora.trainable) learn at
+    # new_module_lr_scale x the learning rate at every step: a zero-initialised gate moves ~lr per Adam step, so at a
+    # backbone's fine-tuning rate (1e-5) it would stay nearly closed for thousands of steps
+    new_modules: tuple[str, ...] = ("conditions", "cond_gate")
+    new_module_lr_scale: float = 1.0
     warmup: int = 200
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
@@ -145,6 +150,8 @@ class TrainConfig:
             )
         if self.parallel not in ("ddp", "fsdp"):
             raise InputError(f"train.parallel must be 'ddp' or 'fsdp', not {self.parallel!r}")
+        if not self.new_module_lr_scale > 0:
+            raise InputError(f"train.new_module_lr_scale must be positive, not {self.new_module_lr_scale}")
         if self.validate_every < 0:
             raise InputError(f"train.validate_every must be 0 (off) or positive, not {self.validate_every}")
         for name in ("steps", "batch_size", "save_every", "keep", "log_every", "validate_clips"):

@@ -133,6 +133,22 @@ def condition_segments(cfg: ModelConfig, grid: Grid, conditions: dict[str, Condi
     return sizes
 
 
+def param_groups(trainee: nn.Module, tcfg: TrainConfig) -> tuple[list[dict], list[float]]:
+    """AdamW's parameter groups and their learning-rate scales: one group, or the backbone and `train.new_modules`
+    (FullDiT's condition modules and gates) when those learn at another rate (`train.new_module_lr_scale`)."""
+    named = [(n, p) for n, p in trainee.named_parameters() if p.requires_grad]
+    if tcfg.new_module_lr_scale == 1.0:
+        return [{"params": [p for _, p in named]}], [1.0]
+    is_new = [any(f".{part.strip('.')}." in f".{n}." for part in tcfg.new_modules) for n, _ in named]
+    new = [p for (_, p), flag in zip(named, is_new) if flag]
+    if not new:
+        raise InputError(f"train.new_modules {list(tcfg.new_modules)} names no trained parameter")
+    return [{"params": [p for (_, p), flag in zip(named, is_new) if not flag]}, {"params": new}], [
+        1.0,
+        tcfg.new_module_lr_scale,
+    ]
+
+
 class Stop:
     """SIGTERM/SIGINT ask the loop to save and leave at the end of the current step."""
 
@@ -337,15 +353,25 @@ def train(
         pipe.model.compile_blocks()
     trainee = Trainee(pipe.model, pipe.text_encoder)
     module = _wrap(trainee, tcfg, d)
-    params = [p for p in trainee.parameters() if p.requires_grad]
+    groups, lr_scales = param_groups(trainee, tcfg)
+    params = [p for g in groups for p in g["params"]]
     fused = d.device.type == "cuda"
-    optimizer = torch.optim.AdamW(params, tcfg.lr, tcfg.betas, weight_decay=tcfg.weight_decay, fused=fused)
+    optimizer = torch.optim.AdamW(groups, tcfg.lr, tcfg.betas, weight_decay=tcfg.weight_decay, fused=fused)
     ema = EMA(trainee, tcfg.ema)
     start, elapsed_before = 0, 0.0
     if last is not None:
         info = load_checkpoint(last, trainee, optimizer, ema, trained_only=lora is not None)
+        if info.get("lr_scales", [1.0]) != lr_scales:  # the optimizer's groups must be the saved ones
+            raise InputError(
+                f"{last}: trained with learning-rate scales {info.get('lr_scales', [1.0])} (backbone, new modules), "
+                f"this run has {lr_scales}; resume with the same train.new_module_lr_scale and train.new_modules"
+            )
         start, elapsed_before = int(info["step"]), float(info.get("elapsed_s", 0.0))
-    run_info = {"init": str(Path(init).resolve()) if init else None, "lora": None if lora is None else to_dict(lora)}
+    run_info = {
+        "init": str(Path(init).resolve()) if init else None,
+        "lora": None if lora is None else to_dict(lora),
+        "lr_scales": lr_scales,
+    }
 
     writer = None
     if d.main:
@@ -384,8 +410,8 @@ def train(
     val_clips: list = []  # rendered at the first validation
     while step < tcfg.steps:
         lr = lr_at(tcfg, step)
-        for param_group in optimizer.param_groups:
-            param_group["lr"] = lr
+        for param_group, scale in zip(optimizer.param_groups, lr_scales):
+            param_group["lr"] = lr * scale
         total = 0.0
         subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
         name = subset_name(subset)
