@@ -1,0 +1,182 @@
+"""Text adherence and realism on the synthetic world: a video classifier of what captions state, trained on the world.
+
+No CLIP or I3D weights can be downloaded where fulldit is developed, so FullBench-Synth measures text adherence
+and realism with a small classifier trained on ground-truth world clips (`bench/train_attribute_net.py`), shipped
+with the evaluator as the depth net is:
+
+- **caption-attribute accuracy**: what the caption states — the objects' shapes, colours and patterns, the walls,
+  the floor and the camera move — read back from a video. Per clip, each attribute group scores 1 for a right
+  single choice (walls, floor) or the Jaccard index of the predicted and stated sets (shapes, colours, patterns,
+  camera moves; an empty set, a static camera, equals an empty set); the clip's accuracy is the mean over groups.
+  The ground truth's own accuracy is the ceiling: report generated / ground truth.
+- **Fréchet distance** between the classifier's features (the pooled layer before the heads) of generated clips
+  and of ground-truth clips, as FVD does with I3D features. Two halves of the ground truth give its floor.
+
+Targets come from a clip's `meta` (fulldit.data.world.ClipPlan.meta), the description the caption is written from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fulldit.atomic import atomic_path
+from fulldit.data.render import SHAPES
+from fulldit.data.trajectories import DIRECTIONS
+from fulldit.data.world import COLORS, FLOOR_WORDS, OBJECT_PATTERNS, WALL_WORDS
+from fulldit.errors import InputError
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "synth_attributes.safetensors"
+MOVE_LABELS = tuple(f"{kind}-{d}" for kind, dirs in DIRECTIONS.items() for d in dirs)  # pan-left ... zoom-out
+# group name -> (labels, multi-label?)
+GROUPS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "shapes": (SHAPES, True),
+    "colors": (tuple(COLORS), True),
+    "patterns": (OBJECT_PATTERNS, True),
+    "walls": (tuple(WALL_WORDS), False),
+    "floor": (tuple(FLOOR_WORDS), False),
+    "camera": (MOVE_LABELS, True),
+}
+SIZE, FRAMES = 64, 8  # the classifier sees 8 frames at 64x64
+
+
+def targets(meta: dict) -> dict[str, torch.Tensor]:
+    """Per group: a multi-hot (multi-label groups) or one-hot vector of what the clip's caption states."""
+    try:
+        stated = {
+            "shapes": {o["shape"] for o in meta["objects"]},
+            "colors": {c for o in meta["objects"] for c in o["colors"]},
+            "patterns": {o["pattern"] for o in meta["objects"]},
+            "walls": {meta["room"]["walls"]},
+            "floor": {meta["room"]["floor"]},
+            "camera": {f"{p['kind']}-{p['direction']}" for p in meta["move"]["parts"]},
+        }
+    except (KeyError, TypeError) as err:
+        raise InputError(
+            f"clip meta lacks what the caption is written from ({err!r}); not a synthetic-world clip"
+        ) from err
+    out = {}
+    for name, (labels, _) in GROUPS.items():
+        unknown = stated[name] - set(labels)
+        if unknown:
+            raise InputError(f"clip meta: unknown {name} {sorted(unknown)} (known: {', '.join(labels)})")
+        out[name] = torch.tensor([label in stated[name] for label in labels], dtype=torch.float32)
+    return out
+
+
+def prepare(video: torch.Tensor) -> torch.Tensor:
+    """Video (F, 3, H, W) in [0, 1] -> the classifier's input (3, FRAMES, SIZE, SIZE) in [-1, 1]."""
+    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[1] != 3:
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise InputError(f"the attribute classifier takes a video (F, 3, H, W) in [0, 1], got {shape}")
+    idx = torch.linspace(0, video.shape[0] - 1, FRAMES).round().long()
+    frames = F.interpolate(video[idx].float(), size=(SIZE, SIZE), mode="area")  # (FRAMES, 3, SIZE, SIZE)
+    return frames.permute(1, 0, 2, 3) * 2 - 1
+
+
+class AttributeNet(nn.Module):
+    """A small 3D CNN: (B, 3, 8, 64, 64) -> a feature vector -> one linear head per attribute group."""
+
+    def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 128, 192), features: int = 256):
+        super().__init__()
+        self.widths, self.features = tuple(int(w) for w in widths), int(features)
+        layers, cin = [], 3
+        for i, w in enumerate(self.widths):
+            stride = (1, 2, 2) if i < 2 else (2, 2, 2)  # space first, then time (8 frames -> 2)
+            layers += [nn.Conv3d(cin, w, 3, stride, 1, bias=False), nn.GroupNorm(8, w), nn.SiLU()]
+            cin = w
+        self.body = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Linear(cin, self.features), nn.SiLU())
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(self.features, len(labels)) for name, (labels, _) in GROUPS.items()}
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """x (B, 3, FRAMES, SIZE, SIZE) -> features (B, features), logits per group (B, labels)."""
+        h = self.embed(self.body(x).mean((2, 3, 4)))
+        return h, {name: head(h) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def read(self, video: torch.Tensor) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        """One video (F, 3, H, W) in [0, 1] -> its feature vector and its predicted labels per group (0/1)."""
+        device = next(self.parameters()).device
+        h, logits = self(prepare(video)[None].to(device))
+        preds = {}
+        for name, (_, multi) in GROUPS.items():
+            z = logits[name][0].float().cpu()
+            preds[name] = (z > 0).float() if multi else F.one_hot(z.argmax(), len(z)).float()
+        return h[0].float().cpu().numpy(), preds
+
+    def save(self, path: str | Path, info: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
+        """The weights (cast to `dtype`), the architecture and provenance `info` in one safetensors file, atomically."""
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
+        config = {
+            "widths": list(self.widths),
+            "features": self.features,
+            "groups": {k: list(v[0]) for k, v in GROUPS.items()},
+        }
+        meta = {"format": "pt", "model": "AttributeNet", "config": json.dumps(config)}
+        if info:
+            meta["info"] = json.dumps(info)
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+
+    @classmethod
+    def from_file(cls, path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device = "cpu") -> AttributeNet:
+        """Weights written by `save` (float32, eval mode); InputError for a missing, foreign or mismatched file."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such AttributeNet weights file (train one with bench/train_attribute_net.py)")
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path))
+            config = json.loads(meta.get("config", "{}"))
+        except (OSError, SafetensorError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: cannot read AttributeNet weights ({type(err).__name__}: {err})") from err
+        if meta.get("model") != "AttributeNet":
+            raise InputError(f"{path}: not an AttributeNet weights file (metadata model={meta.get('model')!r})")
+        if config.get("groups") != {k: list(v[0]) for k, v in GROUPS.items()}:
+            raise InputError(f"{path}: trained for other attribute labels than this version of fulldit names")
+        net = cls(config["widths"], config["features"])
+        own = net.state_dict()
+        if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
+            raise InputError(f"{path}: the weights do not match AttributeNet({net.widths}, {net.features})")
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+        return net.to(device).eval()
+
+
+def attribute_accuracy(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per group: right choice (single) or Jaccard index of the label sets (multi, both empty = 1); and the mean."""
+    scores = {}
+    for name, (_, multi) in GROUPS.items():
+        p, t = pred[name].bool(), target[name].bool()
+        if multi:
+            union = int((p | t).sum())
+            scores[name] = 1.0 if union == 0 else int((p & t).sum()) / union
+        else:
+            scores[name] = float(bool((p == t).all()))
+    scores["mean"] = float(np.mean([scores[name] for name in GROUPS]))
+    return scores
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D), as FID/FVD compute it."""
+    from scipy import linalg
+
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise InputError(
+            f"Fréchet distance needs two sets of >= 2 feature vectors of one width, got {a.shape}, {b.shape}"
+        )
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = root.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
