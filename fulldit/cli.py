@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-o", "--output", metavar="OUT.mp4", default="output.mp4", help="output video; the preview is OUT.png"
     )
+    g.add_argument(
+        "--parallel",
+        choices=["auto", "cfg", "sequence"],
+        help="under torchrun: guidance branches on different ranks (cfg), the tokens split over the ranks "
+        "(sequence), or both (auto, the default)",
+    )
+    g.add_argument(
+        "--shard-weights", action="store_true", help="under torchrun: shard the transformer's weights (FSDP2)"
+    )
 
     i = sub.add_parser("info", help="describe a checkpoint directory")
     i.add_argument("checkpoint", metavar="DIR", nargs="?", help="checkpoint directory (default: the shipped model)")
@@ -232,7 +241,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for p in [args.camera, args.depth, args.first_frame, args.prefix, args.last_frame, *args.reference]:
         _check_file(p)  # fail on a missing file before loading the model
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    pipe = Pipeline.from_pretrained(ckpt, device=args.device)
+    device, parallel = args.device, None
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # torchrun: one generation split over its processes
+        from fulldit.parallel import Parallel, init_distributed
+
+        device = init_distributed(args.device)
+        parallel = Parallel(args.parallel or "auto", args.shard_weights)
+    elif args.parallel or args.shard_weights:
+        raise InputError(
+            "--parallel and --shard-weights split a generation over torchrun's processes: "
+            "torchrun --nproc_per_node N -m fulldit.cli generate ..."
+        )
+    pipe = Pipeline.from_pretrained(ckpt, device=device, parallel=parallel)
     if args.compile:
         pipe.model.compile_blocks()
     height, width = args.size or (None, None)
@@ -254,6 +274,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     video = pipe.generate(req, progress=True)
+    if parallel is not None and parallel.rank != 0:
+        return  # rank 0 writes the files
     write_video(out, video, fps=args.fps or pipe.config.sample.fps)
     write_preview(out.with_suffix(".png"), video, condition_thumbnails(req))
     print(f"wrote {out} ({video.shape[0]} frames, {video.shape[3]}x{video.shape[2]}) and {out.with_suffix('.png')}")

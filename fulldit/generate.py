@@ -38,6 +38,7 @@ from fulldit.config import FullDiTConfig
 from fulldit.errors import InputError
 from fulldit.flow import euler_sample, sampling_times, to_velocity
 from fulldit.model import FullDiT
+from fulldit.parallel import Parallel
 from fulldit.text_encoders import TextEncoder, build_text_encoder
 from fulldit.video_io import (
     depth_is_inverse,
@@ -136,7 +137,10 @@ def guidance_branches(has_conditions: bool, guidance: float, text_guidance: floa
 
 
 class Pipeline:
-    """A loaded checkpoint ready to generate: transformer + codec + text encoder on one device."""
+    """A loaded checkpoint ready to generate: transformer + codec + text encoder on one device.
+
+    `parallel` (None: this process alone) splits every generation over the ranks of a torchrun job (parallel.py).
+    """
 
     def __init__(
         self,
@@ -147,6 +151,7 @@ class Pipeline:
         device: torch.device,
     ):
         self.config, self.model, self.codec, self.text_encoder, self.device = config, model, codec, text_encoder, device
+        self.parallel: Parallel | None = None
 
     @classmethod
     def from_config(
@@ -164,9 +169,17 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+        cls,
+        directory: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        parallel: Parallel | None = None,
     ) -> Pipeline:
-        """Load a checkpoint directory (config.json + safetensors). bf16 on CUDA, fp32 on CPU by default."""
+        """Load a checkpoint directory (config.json + safetensors). bf16 on CUDA, fp32 on CPU by default.
+
+        parallel: generate across the ranks of a torchrun job; with `shard_weights` the blocks are sharded (FSDP2)
+        before they reach the device, so a model larger than one device's memory loads.
+        """
         directory = Path(directory)
         config = read_config(directory)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -176,10 +189,14 @@ class Pipeline:
         with torch.device("meta"):
             model = FullDiT(config.model)
         load_weights(model, load_state(directory), str(directory), assign=True)
-        pipe = cls.from_config(config, device, model.to_dtype(dtype))
+        model = model.to_dtype(dtype)
+        if parallel is not None and parallel.shard_weights:
+            model = parallel.shard(model)
+        pipe = cls.from_config(config, device, model)
         if isinstance(pipe.text_encoder, torch.nn.Module):
             load_text_weights(pipe.text_encoder, directory)
         pipe.model.eval()
+        pipe.parallel = parallel
         return pipe
 
     def save_pretrained(
@@ -283,13 +300,17 @@ class Pipeline:
         if len(given) >= req.frames:
             raise InputError(f"all {req.frames} frames are given: nothing to generate")
 
-        # 1. Guidance branches as one batch: rows differ in whether text and conditions are present.
+        # 1. Guidance branches as one batch: rows differ in whether text and conditions are present. Across
+        # processes, this rank's rows only (all are encoded, so every rank sees the same text features).
         rows = guidance_branches(bool(cond), req.guidance, req.text_guidance)
-        n = len(rows)
         context, context_mask = self.text_encoder.encode([req.prompt if text else "" for text, _, _ in rows])
-        context, context_mask = context.to(self.device), context_mask.to(self.device)
-        on = torch.tensor([c for _, c, _ in rows], device=self.device)
-        inputs = branch_inputs(cond, on)
+        plan = None if self.parallel is None else self.parallel.plan(len(rows), self.config.model.heads)
+        mine = list(range(len(rows))) if plan is None else plan.rows
+        seq = None if plan is None else plan.sequence
+        rows, n = [rows[i] for i in mine], len(mine)
+        context, context_mask = context[mine].to(self.device), context_mask[mine].to(self.device)
+        on = torch.tensor([c for _, c, _ in rows], dtype=torch.bool, device=self.device)
+        inputs = branch_inputs(cond, on) if bool(on.any()) else {}
         weights = torch.tensor([w for _, _, w in rows], device=self.device).view(n, 1, 1, 1, 1)
 
         # 2. Noise, frame constraints, and (isolated layout) the condition keys/values, computed once.
@@ -304,17 +325,21 @@ class Pipeline:
         grid = self.model.grid(shape)
         cache = None
         if use_cache and self.config.model.attention == "isolated" and inputs:
-            cache = self.model.condition_cache(inputs, grid, context, context_mask)
+            cache = self.model.condition_cache(inputs, grid, context, context_mask, parallel=seq)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            xb, tb = x.expand(n, -1, -1, -1, -1), t.expand(n, -1)
-            out = self.model(xb, tb, context, context_mask, None if cache else inputs, cache)
-            v = to_velocity(out.float(), xb.float(), tb, self.config.flow)
-            return (v * weights).sum(0, keepdim=True)
+            if n == 0:  # more guidance groups than branches: this rank adds nothing
+                v = torch.zeros_like(x, dtype=torch.float32)
+            else:
+                xb, tb = x.expand(n, -1, -1, -1, -1), t.expand(n, -1)
+                out = self.model(xb, tb, context, context_mask, None if cache else inputs, cache, parallel=seq)
+                v = (to_velocity(out.float(), xb.float(), tb, self.config.flow) * weights).sum(0, keepdim=True)
+            return v if plan is None else plan.combine(v)
 
         # 3. Integrate the flow and decode.
         times = sampling_times(req.steps, req.shift, self.device)
-        bar = tqdm(total=req.steps, desc="denoising", disable=not progress, leave=False)
+        quiet = not progress or (self.parallel is not None and self.parallel.rank != 0)
+        bar = tqdm(total=req.steps, desc="denoising", disable=quiet, leave=False)
 
         def step_done(i: int) -> None:
             bar.update()

@@ -29,6 +29,7 @@ References: FullDiT (Ju et al. 2025), FullDiT2 (2025), STIV (Lin et al. 2024), W
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,9 @@ from fulldit.attention import KeyMask, attend, attend_lse, key_mask, save_attent
 from fulldit.conditions import ConditionInput, Grid, build_conditions
 from fulldit.config import ModelConfig
 from fulldit.sequence import Packed, grid_positions, pack
+
+if TYPE_CHECKING:
+    from fulldit.parallel import SequenceParallel, SequenceShard
 
 TIMESTEP_SCALE = 1000.0  # Wan2.1 embeds t in [0, 1000]; flow time is in [0, 1]
 FP32_PARAMS = (
@@ -155,6 +159,7 @@ class StepInputs:
     cond_keys: KeyMask | None = None  # (B, Lc): the real condition keys (gated layout)
     # per condition segment, with one key kept in rows that have none (isolated layout; see step_inputs)
     segment_keys: list[KeyMask | None] | None = None
+    parallel: SequenceShard | None = None  # sequence-parallel: this rank's share of the tokens (parallel.py)
 
 
 class Block(nn.Module):
@@ -253,13 +258,16 @@ class Block(nn.Module):
             mod_c, (qc, kc, vc) = self.cond_qkv(xc, s)  # (B, Nc, H, d)
         else:
             kc = vc = qc = mod_c = None
-        if kc is None:
-            return self._tail(xv, attend(qv, kv, vv, None).flatten(-2), mod_v, s), None
         if not keep_conditions:
             qc = None
 
         # 2. One attention over the whole sequence: every key is a video or a condition token.
-        out_v, out_c = self.attention(qv, kv, vv, qc, kc, vc, s)
+        if s.parallel is not None:  # sequence-parallel: the heads are split over the ranks around it (parallel.py)
+            out_v, out_c = s.parallel.attention(self, qv, kv, vv, qc, kc, vc, s)
+        elif kc is None:
+            out_v, out_c = attend(qv, kv, vv, None).flatten(-2), None
+        else:
+            out_v, out_c = self.attention(qv, kv, vv, qc, kc, vc, s)
 
         # 3. Residuals, text cross-attention and FFN for each stream.
         xv = self._tail(xv, out_v, mod_v, s)
@@ -320,6 +328,23 @@ class Block(nn.Module):
         keys = s.segment_keys or [None] * len(s.cond_bounds)
         outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
         return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
+
+    def condition_kv(
+        self, xc: torch.Tensor, s: StepInputs, update: bool
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+        """Isolated layout: this block's condition keys/values (to cache) and, if `update`, the tokens after it.
+
+        Sequence-parallel, the keys/values kept are this rank's heads of every condition token.
+        """
+        mod_c, (qc, kc, vc) = self.cond_qkv(xc, s)
+        if s.parallel is not None:
+            qc, kc, vc = s.parallel.to_heads(s.parallel.cond, qc, kc, vc)
+        if not update:
+            return (kc, vc), None
+        out = self._isolated(qc, kc, vc, s)
+        if s.parallel is not None:
+            out = s.parallel.to_sequence(s.parallel.cond, out)
+        return (kc, vc), self._tail(xc, out, mod_c, s)
 
 
 def own_tensor(x: torch.Tensor) -> torch.Tensor:
@@ -507,11 +532,13 @@ class FullDiT(nn.Module):
         context_mask: torch.Tensor | None = None,
         conditions: dict[str, ConditionInput] | None = None,
         cache: ConditionCache | None = None,
+        parallel: SequenceParallel | None = None,
     ) -> torch.Tensor:
         """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T).
 
         context (B, Lt, text_dim) are text-encoder features, context_mask (B, Lt) marks real ones.
         `conditions` maps condition names to their inputs; `cache` (isolated layout) replaces them.
+        `parallel`: the blocks run on this rank's share of the tokens, the prediction is gathered (parallel.py).
         """
         grid = self.grid(x.shape)
         pt, ph, pw = self.cfg.patch
@@ -523,6 +550,8 @@ class FullDiT(nn.Module):
             t, grid, context, context_mask, packed if cache is None else cache.packed, cond_rope=cache is None
         )
         xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
+        if parallel is not None:
+            xv, xc, s = parallel.shard(xv, xc, s, grid, cached=cache is not None)
         # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN. Condition tokens
         # pass only through the blocks that read them (model.condition_layers), and not past the last one.
         last = self.last_condition_block()
@@ -536,6 +565,8 @@ class FullDiT(nn.Module):
                 xc = xc_out if i < last else None
         # 3. Keep the video tokens, project to patch values and unpatchify.
         out = self.head(xv, e)  # (B, Nv, pt*ph*pw*C)
+        if s.parallel is not None:
+            out = s.parallel.gather(out)
         return rearrange(
             out.float(), "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=grid.t, h=grid.h, pt=pt, ph=ph, pw=pw
         )
@@ -547,10 +578,12 @@ class FullDiT(nn.Module):
         grid: Grid,
         context: torch.Tensor,
         context_mask: torch.Tensor | None = None,
+        parallel: SequenceParallel | None = None,
     ) -> ConditionCache | None:
         """Run the condition tokens through all blocks once and keep each block's keys/values.
 
         Only valid in the `isolated` layout, where condition tokens never see the video or the timestep.
+        `parallel`: each rank runs its share of the tokens and keeps its heads of the keys/values (parallel.py).
         """
         if self.cfg.attention != "isolated":
             raise ValueError("condition caching needs model.attention = 'isolated'")
@@ -562,15 +595,15 @@ class FullDiT(nn.Module):
             torch.zeros(b, grid.t * grid.patch[0], device=context.device), grid, context, context_mask, packed
         )
         xc, kv = packed.tokens.to(self.patch_embedding.weight.dtype), []
+        if parallel is not None:
+            _, xc, s = parallel.shard(None, xc, s, grid, cached=False)
         last = self.last_condition_block()
         for i, block in enumerate(self.blocks):
             if not block.reads_conditions:
                 kv.append(None)
                 continue
-            mod_c, (qc, kc, vc) = block.cond_qkv(xc, s)
-            kv.append((kc, vc))
-            if i < last:
-                xc = block._tail(xc, block._isolated(qc, kc, vc, s), mod_c, s)
+            kv_i, xc = block.condition_kv(xc, s, update=i < last)
+            kv.append(kv_i)
         return ConditionCache(packed=packed, kv=kv)
 
     def last_condition_block(self) -> int:

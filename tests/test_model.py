@@ -61,7 +61,7 @@ def test_rope_is_relative() -> None:
     assert score([1, 2, 3], [4, 6, 8]) == pytest.approx(score([11, -3, 0], [14, 1, 5]), abs=1e-4)
     assert score([0, 0, 0], [0, 0, 1]) != pytest.approx(score([0, 0, 0], [0, 0, 2]), abs=1e-4)
     rq = apply_rope(q, rope_angles(torch.tensor([[[3.0, -2.0, 5.5]]]), d, 10000.0))
-    assert rq.norm() == pytest.approx(q.norm(), rel=1e-5)  # a rotation
+    assert float(rq.norm()) == pytest.approx(float(q.norm()), rel=1e-5)  # a rotation
 
 
 @pytest.mark.parametrize("attention", ["full", "isolated"])
