@@ -26,11 +26,12 @@ Why Ulysses and not ring attention (`torch.distributed.tensor.experimental.conte
 fulldit's own (`full`, `isolated` and gated layouts, several SDPA calls over different key sets, key masks of
 guidance branches split into dense calls), and over a subset of heads all of it runs as it is; a ring needs every
 call rewritten as blockwise attention merged by log-sum-exp, and context_parallel only takes unmasked or causal
-SDPA. Ulysses moves 4 tensors of this rank's tokens per block, ~1/P of a ring's traffic for P > 2, and its limit
-(P must divide the heads: 12 for Wan2.1-1.3B, 40 for 14B) is no limit on one host. The all_to_all is
-`torch.distributed.all_to_all_single` with split sizes (bands are uneven when P does not divide the rows),
-wrapped in two functions; a DTensor redistribution Shard(tokens) -> Shard(heads) is the same collective but the
-band is not a slice of one dimension of the token tensor.
+SDPA. Per block a rank sends about 4·N·D/P values (q, k, v out, the output back) where a ring passes on 2·N·D (the
+keys and values of every other rank): the same at P = 2, less beyond. Ulysses' limit, P must divide the heads
+(12 for Wan2.1-1.3B, 40 for 14B), is no limit on one host. The all_to_all is `torch.distributed.all_to_all_single`
+with split sizes (bands are uneven when P does not divide the rows) in two small functions; a DTensor
+redistribution Shard(tokens) -> Shard(heads) is the same collective, but a band is not a slice of one dimension of
+the token tensor.
 
 Weights are replicated; `shard_weights=True` (`--shard-weights`) applies FSDP2 `fully_shard` per block over all
 ranks for models that do not fit on one device. FSDP gathers a block's weights collectively, so every rank must run
@@ -128,7 +129,7 @@ class Parallel:
         layout(mode, 1, 1, 1, shard_weights)  # an unknown mode, or cfg with sharded weights, fails before loading
         self.mode, self.shard_weights = mode, shard_weights
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.device_type = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        self.device_type = "cuda" if "nccl" in dist.get_backend() else "cpu"
         self._meshes: dict[tuple[int, int], DeviceMesh] = {}
 
     def plan(self, branches: int, heads: int) -> Plan:
