@@ -77,6 +77,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.manual_seed(0)
         pipe = Pipeline.from_config(load_config(REPO / "configs/tiny.yaml", SMALL + overrides))
         randomize(pipe.model, std=0.1)
+        for block in pipe.model.blocks if pipe.model.cfg.condition_gate else []:  # a different gate per head
+            block.cond_gate.data = torch.linspace(0.1, 0.9, pipe.model.cfg.heads)
         pipe.save_pretrained(d / name)
     return d
 
