@@ -82,7 +82,10 @@ def prepare(video: torch.Tensor) -> torch.Tensor:
 
 
 class AttributeNet(nn.Module):
-    """A small 3D CNN: (B, 3, 8, 64, 64) -> a feature vector -> one linear head per attribute group."""
+    """A small 3D CNN: (B, 3, 8, 64, 64) -> a feature vector -> one linear head per attribute group.
+
+    Four conv-GN-SiLU layers (space halved by each, time by the last two), mean and max pooling, a linear embedding:
+    the features of the Fréchet distance."""
 
     def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 128, 192), features: int = 256):
         super().__init__()
@@ -93,14 +96,15 @@ class AttributeNet(nn.Module):
             layers += [nn.Conv3d(cin, w, 3, stride, 1, bias=False), nn.GroupNorm(8, w), nn.SiLU()]
             cin = w
         self.body = nn.Sequential(*layers)
-        self.embed = nn.Sequential(nn.Linear(cin, self.features), nn.SiLU())
+        self.embed = nn.Sequential(nn.Linear(2 * cin, self.features), nn.SiLU())  # mean and max pooled
         self.heads = nn.ModuleDict(
             {name: nn.Linear(self.features, len(labels)) for name, (labels, _) in GROUPS.items()}
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """x (B, 3, FRAMES, SIZE, SIZE) -> features (B, features), logits per group (B, labels)."""
-        h = self.embed(self.body(x).mean((2, 3, 4)))
+        y = self.body(x).flatten(2)  # (B, C, T*H*W)
+        h = self.embed(torch.cat([y.mean(2), y.amax(2)], 1))  # max: small objects are a few cells of the grid
         return h, {name: head(h) for name, head in self.heads.items()}
 
     @torch.no_grad()
