@@ -60,7 +60,7 @@ def run(config: str, overrides: list[str], steps: int, warmup: int, device: str,
     try:
         with tempfile.TemporaryDirectory() as tmp:
             args = [*overrides, f"train.steps={steps}", f"train.save_every={steps}", "train.log_every=1000000"]
-            result = loop.train(config, str(Path(tmp) / "run"), args, device=device)
+            loop.train(config, str(Path(tmp) / "run"), args, device=device)
             end = time.perf_counter()
     finally:
         loop.micro_step, loop.to_batch = real_step, real_to_batch
@@ -68,7 +68,7 @@ def run(config: str, overrides: list[str], steps: int, warmup: int, device: str,
     cfg = loop.load_train_config(config, overrides)[1]
     timed = steps - warmup
     # the loop's end saves a checkpoint and exports the model: measure up to the last step instead
-    elapsed = end - t0 - _export_seconds(result)
+    elapsed = end - t0 - _EXPORT.pop("s", 0.0)
     return {
         "config": config,
         "data": "free" if free_data else "rendered",
@@ -80,11 +80,7 @@ def run(config: str, overrides: list[str], steps: int, warmup: int, device: str,
     }
 
 
-_EXPORT: dict[str, float] = {}
-
-
-def _export_seconds(result: loop.TrainResult) -> float:
-    return _EXPORT.pop("s", 0.0)
+_EXPORT: dict[str, float] = {}  # seconds spent in checkpoints and exports since the last `run` read them
 
 
 def _time_exports() -> None:
