@@ -246,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--width", type=COUNT, default=128, help="frame width in pixels (default 128)")
     m.add_argument("--height", type=COUNT, default=128, help="frame height in pixels (default 128)")
     m.add_argument(
-        "--fov", type=number(float, 0, 180, True, True), default=60.0, help="horizontal field of view, degrees (60)"
+        "--fov",
+        type=number(float, 0, 180, open_low=True, open_high=True),
+        default=60.0,
+        help="horizontal field of view in degrees (default 60)",
     )
     m.add_argument(
         "--target-distance", type=POSITIVE, default=2.0, help="orbit target, scene units ahead of frame 0 (default 2)"
@@ -481,9 +484,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _check_output(args.out, "--out", True, inputs)
     _check_input(args.bench, "--bench", directory=True)
     _check_input(args.videos, "--videos", directory=True)
-    for option in ("depth_estimator", "clip", "identity_model"):
-        if getattr(args, option) is not None and not Path(getattr(args, option)).exists():
-            raise InputError(f"--{option.replace('_', '-')} {getattr(args, option)}: no such file or directory")
+    models = {"--depth-estimator": args.depth_estimator, "--clip": args.clip, "--identity-model": args.identity_model}
+    for option, path in models.items():
+        if path is not None and not Path(path).exists():
+            raise InputError(f"{option} {path}: no such file or directory")
     _check_device(args.device)
     metrics = run(
         args.bench,
@@ -598,7 +602,6 @@ def cmd_camera(args: argparse.Namespace) -> None:
         raise InputError(f"{flag} goes with --move; write amounts into --path, e.g. 'orbit-left 30deg'")
     source_file = args.plot or args.convert
     if source_file:
-        _check_file(source_file)
         _check_input(source_file, "--plot" if args.plot else "--convert")
     if args.output:
         _check_output(args.output, "-o", False, {"--plot": args.plot, "--convert": args.convert})

@@ -12,7 +12,6 @@ conditions are constraints (replacement), applied to every branch.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -221,7 +220,7 @@ class Pipeline:
 
     def check_size(self, frames: int, height: int, width: int, what: str = "") -> None:
         """InputError unless the codec and the patch take `frames` frames of `height` x `width` (`what` names them)."""
-        with naming(what) if what else contextlib.nullcontext():
+        with naming(what):  # what='' names nothing
             if frames < 1 or height < 1 or width < 1:
                 raise InputError(f"frames {frames} at {width}x{height}: all must be positive")
             self.codec.latent_frames(frames)  # InputError when the codec cannot take this many frames
