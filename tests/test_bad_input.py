@@ -144,6 +144,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "generate frames text": ([*GEN, "--frames", "four"], "argument --frames: 'four' is not an integer"),
     "generate size": ([*GEN, "--size", "0x16"], "argument --size"),
     "generate device": ([*GEN, "--device", "gpu7"], "--device gpu7"),
+    "generate parallel without torchrun": ([*GEN, "--parallel", "cfg"], "split a generation over torchrun"),
     # generate: paths and files
     "generate output is a folder": ([*GEN[:-1], "{out}/dir.mp4", "--prompt", "x"], "is a directory"),
     "generate output is the prefix": ([*GEN[:-1], "{w}/prefix.mp4", "--prefix", "{w}/prefix.mp4"], "input of"),
@@ -222,6 +223,8 @@ CASES: dict[str, tuple[list[str], str]] = {
     "train data size": ([*TRAIN, "train.data.height=5"], "train.data.height=5"),
     "train text dropout": ([*TRAIN, "flow.text_dropout=2"], "flow.text_dropout=2.0"),
     "train lr text": ([*TRAIN, "train.lr=fast"], "train.lr: expected float"),
+    "train new module lr scale": ([*TRAIN, "train.new_module_lr_scale=0"], "train.new_module_lr_scale"),
+    "train validate every": ([*TRAIN, "train.validate_every=-1"], "train.validate_every"),
     "train out is a file": ([*TRAIN[:-1], "{w}/afile"], "is a file, not a directory"),
     "train out is the data": ([*TRAIN[:-1], "{w}/data", *FOLDER, "train.data.path={w}/data"], "input of"),
     "train data is a file": ([*TRAIN, *FOLDER, "train.data.path={w}/afile"], "is a file, not a directory"),
@@ -244,6 +247,10 @@ CASES: dict[str, tuple[list[str], str]] = {
         "argument --shard-mb",
     ),  # fmt: skip
     "convert out is the source": (["convert", "{w}/src", "--from", "wan2.1", "--out", "{w}/src"], "input of"),
+    "convert open gates without gates": (
+        ["convert", "{w}/ckpt", "--from", "open-gates", "--out", "{out}/c"],
+        "has no condition gates",
+    ),  # fmt: skip
     "convert source is a file": (["convert", "{w}/afile", "--from", "wan2.1", "--out", "{out}/c"], "not a directory"),
     # camera files and numbers
     "camera convert onto itself": (["camera", "--convert", "{w}/cam.txt", "-o", "{w}/cam.txt"], "input of"),
