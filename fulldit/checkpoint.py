@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fulldit.atomic import atomic_path
-from fulldit.config import FullDiTConfig, from_dict, to_dict
+from fulldit.config import FullDiTConfig, from_dict, naming, to_dict
 from fulldit.errors import InputError
 
 CONFIG = "config.json"
@@ -96,17 +96,34 @@ def save_state(state: dict[str, torch.Tensor], directory: Path, max_shard_bytes:
     return write_shards(directory, sizes, state.__getitem__, max_shard_bytes)
 
 
+def _weight_map(path: Path) -> dict[str, str]:
+    """The index's {tensor name: shard file}; InputError unless every shard is a plain file name in the directory."""
+    index = json.loads(path.read_text())
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InputError(f'{path}: expected {{"weight_map": {{tensor name: shard file, ...}}}}')
+    for name, shard in weight_map.items():
+        if not (isinstance(shard, str) and shard == Path(shard).name and shard.endswith(".safetensors")):
+            raise InputError(f"{path}: tensor {name} is in {shard!r}, not a .safetensors file of this directory")
+    return weight_map
+
+
 def load_state(directory: Path) -> dict[str, torch.Tensor]:
-    """Read model.safetensors or its shards (via the index)."""
+    """Read model.safetensors or its shards (via the index, whose listing every shard must match exactly)."""
     try:
         if (directory / INDEX).is_file():
-            index = json.loads((directory / INDEX).read_text())
+            weight_map = _weight_map(directory / INDEX)
             state: dict[str, torch.Tensor] = {}
-            for shard in sorted(set(index["weight_map"].values())):
-                state.update(load_file(str(directory / shard)))
+            for shard in sorted(set(weight_map.values())):
+                tensors = load_file(str(directory / shard))
+                listed = {k for k, v in weight_map.items() if v == shard}
+                if set(tensors) != listed:
+                    odd = sorted(set(tensors) ^ listed)
+                    raise InputError(f"{directory / shard}: holds other tensors than {INDEX} lists (e.g. {odd[0]})")
+                state.update(tensors)
             return state
         return load_file(str(directory / WEIGHTS))
-    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as err:
+    except (OSError, SafetensorError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{directory}: cannot read the weights ({type(err).__name__}: {err})") from err
 
 
@@ -157,9 +174,10 @@ def read_config(directory: str | Path) -> FullDiTConfig:
         raise InputError(f"{directory}: not a fulldit checkpoint (no {CONFIG})")
     try:
         data = json.loads((directory / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{directory / CONFIG}: not valid JSON ({err})") from err
-    return from_dict(FullDiTConfig, data, str(directory / CONFIG))
+    with naming(str(directory / CONFIG)):
+        return from_dict(FullDiTConfig, data, str(directory / CONFIG))
 
 
 def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False) -> None:
@@ -167,7 +185,12 @@ def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str,
 
     assign: make `state`'s tensors the parameters (no copy: for a module built on the meta device).
     """
-    own = module.state_dict()
+    check_state(module.state_dict(), state, source)
+    module.load_state_dict(state, assign=assign)
+
+
+def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """InputError unless `state` has exactly the tensors of `own`, each of the same shape (`own` may be on meta)."""
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     if missing or extra:
@@ -177,7 +200,6 @@ def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source: str,
             raise InputError(
                 f"{source}: tensor {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}"
             )
-    module.load_state_dict(state, assign=assign)
 
 
 def load_text_weights(module: nn.Module, directory: Path) -> None:

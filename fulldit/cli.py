@@ -8,8 +8,12 @@ Bad input (a missing or malformed file, a wrong frame count, an unknown option) 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from fulldit.errors import InputError
@@ -40,6 +44,43 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def number(
+    kind: type, low: float | None = None, high: float | None = None, open_low: bool = False, open_high: bool = False
+) -> Callable[[str], int | float]:
+    """An argparse type: an int (`kind` int) or a finite float, in [low, high] (an end open where asked).
+
+    argparse puts the option's name in front of the message: "argument --guidance: 'nan' is not a finite number".
+    """
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        too_low = low is not None and (value <= low if open_low else value < low)
+        too_high = high is not None and (value >= high if open_high else value > high)
+        if too_low or too_high:
+            if high is None:
+                rule = f"greater than {low:g}" if open_low else f"at least {low:g}"
+            elif low is None:
+                rule = f"less than {high:g}" if open_high else f"at most {high:g}"
+            else:
+                rule = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+            raise argparse.ArgumentTypeError(f"{text}: must be {rule}")
+        return value
+
+    return parse
+
+
+COUNT = number(int, 1)  # frames, steps, clips, cases: at least 1
+SEED = number(int, 0, 2**63 - 1)  # what torch and numpy generators both take (fulldit.config.SEED_LIMIT)
+POSITIVE = number(float, 0, open_low=True)  # fps, shift, sizes in MB
+SCALE = number(float, 0)  # guidance scales: 0 ignores the condition, 1 is off
+FINITE = number(float)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="fulldit", description="FullDiT: video generation from any mix of conditions.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -56,16 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--first-frame", metavar="IMG", help="first frame (image-to-video)")
     g.add_argument("--prefix", metavar="VIDEO", help="prefix frames to continue (video prediction)")
     g.add_argument("--last-frame", metavar="IMG", help="last frame (interpolation with --first-frame)")
-    g.add_argument("--frames", type=int, help="number of frames (default: the checkpoint's)")
+    g.add_argument("--frames", type=COUNT, help="number of frames (default: the checkpoint's)")
     g.add_argument(
         "--size", type=parse_size, metavar="WxH", help="frame size, e.g. 128x128 (default: the checkpoint's)"
     )
-    g.add_argument("--steps", type=int, help="denoising steps")
-    g.add_argument("--guidance", type=float, help="condition guidance scale (1 = off)")
-    g.add_argument("--text-guidance", type=float, help="text guidance scale (1 = off)")
-    g.add_argument("--shift", type=float, help="sampling timestep shift")
-    g.add_argument("--seed", type=int, help="random seed")
-    g.add_argument("--fps", type=float, help="frame rate of the written video")
+    g.add_argument("--steps", type=COUNT, help="denoising steps")
+    g.add_argument("--guidance", type=SCALE, help="condition guidance scale (1 = off)")
+    g.add_argument("--text-guidance", type=SCALE, help="text guidance scale (1 = off)")
+    g.add_argument("--shift", type=POSITIVE, help="sampling timestep shift")
+    g.add_argument("--seed", type=SEED, help="random seed")
+    g.add_argument("--fps", type=POSITIVE, help="frame rate of the written video")
     g.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument(
@@ -92,20 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("init", help="write a randomly initialised checkpoint for a config (a starting point)")
     n.add_argument("--config", metavar="YAML", required=True, help="config file, e.g. configs/tiny.yaml")
     n.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
-    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--seed", type=SEED, default=0)
     n.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="storage type of the weights")
     n.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.layers=4")
     y = sub.add_parser("synth", help="render synthetic clips into a dataset folder, or the FullBench-Synth split")
     y.add_argument("--out", metavar="DIR", required=True, help="output folder (new or empty)")
-    y.add_argument("--n", type=int, default=64, help="number of clips (ignored with --bench)")
-    y.add_argument("--seed", type=int, default=0, help="first seed; clip i has seed SEED + i")
-    y.add_argument("--frames", type=int, default=16)
+    y.add_argument("--n", type=COUNT, default=64, help="number of clips (ignored with --bench)")
+    y.add_argument("--seed", type=SEED, default=0, help="first seed; clip i has seed SEED + i")
+    y.add_argument("--frames", type=COUNT, default=16)
     y.add_argument("--size", type=parse_size, metavar="WxH", default=(128, 128), help="frame size (default 128x128)")
     y.add_argument("--references", type=int, default=2, choices=[1, 2], help="reference images per object")
-    y.add_argument("--fps", type=float, default=8.0)
+    y.add_argument("--fps", type=POSITIVE, default=8.0)
     y.add_argument("--device", default=None, help="render on cpu or cuda (default: cuda when available)")
     y.add_argument("--bench", action="store_true", help="write FullBench-Synth (fixed seeds never used in training)")
-    y.add_argument("--cases", type=int, default=32, help="--bench: cases per condition combination")
+    y.add_argument("--cases", type=COUNT, default=32, help="--bench: cases per condition combination")
     y.add_argument("--combos", nargs="+", metavar="COMBO", help="--bench: only these combinations")
     e = sub.add_parser("eval", help="FullBench: generate and score a benchmark, or score another system's videos")
     e.add_argument("--bench", metavar="DIR", required=True, help="benchmark folder (fulldit synth --bench)")
@@ -113,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="DIR", help="generate every case with this checkpoint")
     src.add_argument("--videos", metavar="DIR", help="score existing videos DIR/<case>.mp4 (a bench folder: its GT)")
-    e.add_argument("--cases", type=int, help="at most this many cases per combination")
+    e.add_argument("--cases", type=COUNT, help="at most this many cases per combination")
     e.add_argument("--combos", nargs="+", metavar="COMBO", help="only these combinations")
-    e.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
+    e.add_argument("--steps", type=COUNT, help="denoising steps (default: the checkpoint's)")
     e.add_argument(
         "--depth-estimator",
         metavar="DIR",
@@ -143,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", metavar="SRC", help="SRC/NAME.mp4 + NAME.txt caption [+ NAME.cam.txt, NAME.ref*.png]")
     p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write (new or empty)")
-    p.add_argument("--frames", type=int, help="frames per clip after resampling (default: every frame, one clip)")
-    p.add_argument("--fps", type=float, help="resample to this frame rate, nearest frames (default: the source's)")
+    p.add_argument("--frames", type=COUNT, help="frames per clip after resampling (default: every frame, one clip)")
+    p.add_argument("--fps", type=POSITIVE, help="resample to this frame rate, nearest frames (default: the source's)")
     p.add_argument("--size", type=parse_size, metavar="WxH", help="resize to cover and centre-crop, e.g. 832x480")
-    p.add_argument("--clips-per-video", type=int, default=1, help="up to this many consecutive clips of --frames")
+    p.add_argument("--clips-per-video", type=COUNT, default=1, help="up to this many consecutive clips of --frames")
     p.add_argument("--captions", metavar="FILE", help="captions.jsonl (default: SRC/captions.jsonl if present)")
     p.add_argument("--cameras", metavar="DIR", help="folder of NAME.txt pose files (default: SRC/cameras)")
     p.add_argument("--boxes", metavar="FILE", help="reference crops, boxes.json (default: SRC/boxes.json)")
@@ -181,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=["keep", "float32", "bfloat16"], default="keep", help="storage type of the weights"
     )
     c.add_argument("--text-dtype", choices=["float32", "bfloat16"], default="bfloat16", help="UMT5 compute type")
-    c.add_argument("--seed", type=int, default=0, help="seed of the new condition modules")
-    c.add_argument("--shard-mb", type=float, help="output shard size in MB (default: the repository's 14)")
+    c.add_argument("--seed", type=SEED, default=0, help="seed of the new condition modules")
+    c.add_argument("--shard-mb", type=POSITIVE, help="output shard size in MB (default: the repository's 14)")
 
     m = sub.add_parser("camera", help="write a camera path from named moves, plot a pose file, convert conventions")
     mode = m.add_mutually_exclusive_group(required=True)
@@ -196,15 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--plot", metavar="FILE", help="draw a pose file as camera frusta from above and the side")
     mode.add_argument("--convert", metavar="FILE", help="rewrite a pose file from --from's convention in --to's")
     amount = m.add_mutually_exclusive_group()
-    amount.add_argument("--degrees", type=float, help="--move amount of pan, tilt, roll, orbit (default 30)")
-    amount.add_argument("--distance", type=float, help="--move amount of dolly, truck, pedestal, scene units (0.5)")
-    amount.add_argument("--zoom", type=float, metavar="RATIO", help="--move amount of zoom: focal ratio >= 1 (1.5)")
-    m.add_argument("--frames", type=int, default=16, help="frames of the path (default 16)")
-    m.add_argument("--width", type=int, default=128, help="frame width in pixels (default 128)")
-    m.add_argument("--height", type=int, default=128, help="frame height in pixels (default 128)")
-    m.add_argument("--fov", type=float, default=60.0, help="horizontal field of view in degrees (default 60)")
+    amount.add_argument("--degrees", type=FINITE, help="--move amount of pan, tilt, roll, orbit (default 30)")
+    amount.add_argument("--distance", type=FINITE, help="--move amount of dolly, truck, pedestal, scene units (0.5)")
+    amount.add_argument(
+        "--zoom", type=number(float, 1), metavar="RATIO", help="--move amount of zoom: ratio >= 1 (1.5)"
+    )
+    m.add_argument("--frames", type=number(int, 2), default=16, help="frames of the path (default 16)")
+    m.add_argument("--width", type=COUNT, default=128, help="frame width in pixels (default 128)")
+    m.add_argument("--height", type=COUNT, default=128, help="frame height in pixels (default 128)")
     m.add_argument(
-        "--target-distance", type=float, default=2.0, help="orbit target, scene units ahead of frame 0 (default 2)"
+        "--fov",
+        type=number(float, 0, 180, open_low=True, open_high=True),
+        default=60.0,
+        help="horizontal field of view in degrees (default 60)",
+    )
+    m.add_argument(
+        "--target-distance", type=POSITIVE, default=2.0, help="orbit target, scene units ahead of frame 0 (default 2)"
     )
     m.add_argument("--ease", default="linear", help="linear (default) or smooth (each move starts and stops at rest)")
     m.add_argument(
@@ -220,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a local web page (Gradio) to generate with any mix of conditions")
     d.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
     d.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    d.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    d.add_argument("--port", type=number(int, 1, 65535), help="port (default: the first free one from 7860)")
     d.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     return parser
 
@@ -228,6 +276,60 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_file(path: str | None) -> None:
     if path is not None and not Path(path).exists():
         raise InputError(f"{path}: no such file")
+
+
+def _check_input(path: str | None, option: str, directory: bool = False) -> None:
+    """An input that must exist and be a directory (`directory`) or a file."""
+    if path is None:
+        return
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{option} {path}: no such {'directory' if directory else 'file'}")
+    if directory and not p.is_dir():
+        raise InputError(f"{option} {path}: is a file, not a directory")
+    if not directory and p.is_dir():
+        raise InputError(f"{option} {path}: is a directory, not a file")
+
+
+def _check_output(path: str | Path, option: str, directory: bool, inputs: dict[str, str | None]) -> None:
+    """An output: not an existing path of the other kind, not one of `inputs` (option -> path), in a writable place.
+
+    Writability is tried (a temporary file made and removed), not read from permission bits, which root ignores.
+    """
+    p = Path(path)
+    if directory and p.exists() and not p.is_dir():
+        raise InputError(f"{option} {path}: is a file, not a directory")
+    if not directory and p.is_dir():
+        raise InputError(f"{option} {path}: is a directory, not a file")
+    for name, other in inputs.items():
+        if other is not None and p.resolve() == Path(other).resolve():
+            raise InputError(f"{option} {path}: is the input of {name}; write somewhere else")
+    place = p if p.is_dir() else p.parent
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise InputError(f"{option} {path}: {place} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as err:
+        raise InputError(f"{option} {path}: cannot write in {place} ({err.strerror or err})") from None
+
+
+def _check_device(device: str | None) -> None:
+    """--device: cpu, or a CUDA device that exists here (cuda, cuda:1 ...)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device}: use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: no such CUDA device here ({torch.cuda.device_count()} found)")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -240,6 +342,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise InputError(f"{out}: the output must be an .mp4 file")
     for p in [args.camera, args.depth, args.first_frame, args.prefix, args.last_frame, *args.reference]:
         _check_file(p)  # fail on a missing file before loading the model
+    inputs = {"--camera": args.camera, "--depth": args.depth, "--first-frame": args.first_frame}
+    inputs |= {"--prefix": args.prefix, "--last-frame": args.last_frame}
+    inputs |= {f"--reference {r}": r for r in args.reference}
+    _check_output(out, "-o", False, inputs)
+    _check_output(out.with_suffix(".png"), "-o (its preview .png)", False, inputs)
+    _check_device(args.device)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     device, parallel = args.device, None
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # torchrun: one generation split over its processes
@@ -282,11 +390,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from fulldit.checkpoint import load_state, read_config
+    import torch
+
+    from fulldit.checkpoint import check_state, load_state, read_config
+    from fulldit.model import FullDiT
 
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     cfg = read_config(ckpt)
     state = load_state(ckpt)
+    with torch.device("meta"):  # names and shapes only
+        check_state(FullDiT(cfg.model).state_dict(), state, str(ckpt))
     m, s = cfg.model, cfg.sample
     params = sum(v.numel() for v in state.values())
     cond_params = sum(v.numel() for k, v in state.items() if k.startswith("conditions."))
@@ -315,13 +428,16 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_init(args: argparse.Namespace) -> None:
     import torch
 
+    from fulldit.atomic import atomic_dir
     from fulldit.config import load_config
     from fulldit.generate import Pipeline
 
+    _check_output(args.out, "--out", True, {"--config": args.config})
     cfg = load_config(args.config, args.overrides)
     torch.manual_seed(args.seed)
     pipe = Pipeline.from_config(cfg)
-    pipe.save_pretrained(args.out, dtype=getattr(torch, args.dtype))
+    with atomic_dir(args.out) as tmp:
+        pipe.save_pretrained(tmp, dtype=getattr(torch, args.dtype))
     print(f"wrote {args.out}: {pipe.model.num_params() / 1e6:.2f}M parameters, randomly initialised (seed {args.seed})")
 
 
@@ -330,6 +446,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
     from fulldit.data.synth import write_bench, write_dataset
 
+    _check_output(args.out, "--out", True, {})
+    _check_device(args.device)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     h, w = args.size
     if args.bench:
@@ -362,6 +480,15 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from fulldit.eval.fullbench import run
 
+    inputs = {"--bench": args.bench, "--videos": args.videos, "--checkpoint": args.checkpoint}
+    _check_output(args.out, "--out", True, inputs)
+    _check_input(args.bench, "--bench", directory=True)
+    _check_input(args.videos, "--videos", directory=True)
+    models = {"--depth-estimator": args.depth_estimator, "--clip": args.clip, "--identity-model": args.identity_model}
+    for option, path in models.items():
+        if path is not None and not Path(path).exists():
+            raise InputError(f"{option} {path}: no such file or directory")
+    _check_device(args.device)
     metrics = run(
         args.bench,
         args.out,
@@ -385,16 +512,40 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from fulldit.data.formats import read_manifest
+    from fulldit.train.config import load_train_config
     from fulldit.train.loop import train
 
     if args.init:
         _check_file(args.init)
-    train(args.config, args.out, args.overrides, args.resume, args.init, args.device)
+    _, tcfg = load_train_config(args.config, args.overrides)  # every number checked before anything is written
+    data = tcfg.data.path if tcfg.data.source == "folder" else None
+    _check_output(args.out, "--out", True, {"--config": args.config, "--init": args.init, "train.data.path": data})
+    if data is not None:
+        _check_input(data, "train.data.path", directory=True)
+        if not read_manifest(data, problems=[]):
+            raise InputError(f"train.data.path {data}: the dataset has no usable clips (fulldit-dataset/1)")
+    _check_device(args.device)
+    out = Path(args.out).absolute()
+    new = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)  # the first folder this run makes
+    try:
+        train(args.config, args.out, args.overrides, args.resume, args.init, args.device)
+    except InputError:
+        if new is not None and not any(out.glob("checkpoints/*")):  # nothing to resume from: leave nothing behind
+            shutil.rmtree(new, ignore_errors=True)
+        raise
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     from fulldit.data.ingest import PrepareOptions, prepare
 
+    _check_input(args.src, "SRC", directory=True)
+    _check_output(args.out, "--out", True, {"SRC": args.src})
+    _check_input(args.captions, "--captions")
+    _check_input(args.cameras, "--cameras", directory=True)
+    _check_input(args.boxes, "--boxes")
+    _check_input(args.depth_model, "--depth-model", directory=True)
+    _check_device(args.device)
     opts = PrepareOptions(
         frames=args.frames,
         fps=args.fps,
@@ -416,9 +567,14 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from fulldit.checkpoint import MAX_SHARD_BYTES
     from fulldit.convert import convert_wan
 
+    _check_input(args.src, "SRC_DIR", directory=True)
+    _check_input(args.vae, "--vae", directory=True)
+    _check_input(args.text_encoder, "--text-encoder", directory=True)
+    inputs = {"SRC_DIR": args.src, "--vae": args.vae, "--text-encoder": args.text_encoder}
+    _check_output(args.out, "--out", True, inputs)
     shard = MAX_SHARD_BYTES if args.shard_mb is None else int(args.shard_mb * 10**6)
     if shard <= 0:
-        raise InputError(f"--shard-mb {args.shard_mb}: must be positive")
+        raise InputError(f"--shard-mb {args.shard_mb}: must be at least 1e-6 (one byte)")
     if args.source_format == "open-gates":
         from fulldit.convert import open_gates
 
@@ -444,9 +600,13 @@ def cmd_camera(args: argparse.Namespace) -> None:
     flag, amount = next(((k, v) for k, v in given.items() if v is not None), (None, None))
     if flag and not args.move:
         raise InputError(f"{flag} goes with --move; write amounts into --path, e.g. 'orbit-left 30deg'")
-    if args.plot or args.convert:
-        _check_file(args.plot or args.convert)
-        cam = load_camera_as(args.plot or args.convert, args.convention or "opencv")
+    source_file = args.plot or args.convert
+    if source_file:
+        _check_input(source_file, "--plot" if args.plot else "--convert")
+    if args.output:
+        _check_output(args.output, "-o", False, {"--plot": args.plot, "--convert": args.convert})
+    if source_file:
+        cam = load_camera_as(source_file, args.convention or "opencv")
         if args.plot:
             if args.to:
                 raise InputError("--to is for the pose files that --move, --path and --convert write")
@@ -473,6 +633,23 @@ def cmd_camera(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {cam.num_frames} cameras ({source}), {args.to or 'opencv'} matrices")
 
 
+def _check_address(host: str, port: int | None) -> None:
+    """--host must resolve, and a given --port must be free there (before the model is loaded)."""
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise InputError(f"--host {host}: not an address of this machine ({err})") from None
+    if port is None:
+        return
+    with socket.socket(family, kind) as sock:
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise InputError(f"--host {host} --port {port}: cannot serve there ({err.strerror or err})") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     import importlib.util
 
@@ -480,6 +657,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise InputError('the demo needs Gradio: pip install -e ".[demo]"')
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     _check_file(str(ckpt))  # before importing Gradio and loading the model
+    _check_device(args.device)
+    _check_address(args.host, args.port)
     from fulldit.demo import launch
 
     launch(ckpt, host=args.host, port=args.port, device=args.device)
@@ -504,7 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except InputError as err:
-        sys.stderr.write(f"fulldit: error: {err}\n")
+        message = " ".join(str(err).split())  # one line, whatever a library put in the message
+        sys.stderr.write(f"fulldit: error: {message}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("fulldit: interrupted\n")

@@ -7,10 +7,13 @@ in a YAML file never silently falls back to a default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,25 @@ from typing import Any
 import yaml
 
 from fulldit.codecs import CodecConfig
-from fulldit.errors import InputError
+from fulldit.errors import InputError, check
 from fulldit.text_encoders import TextEncoderConfig
+
+SEED_LIMIT = 2**63  # seeds are in [0, SEED_LIMIT): what torch and numpy generators both take
+
+
+def check_probability(name: str, value: float) -> None:
+    check(0 <= value <= 1, name, value, "must be a probability in [0, 1]")
+
+
+@contextlib.contextmanager
+def naming(source: str) -> Iterator[None]:
+    """Prefix an InputError raised inside (e.g. by a config's range checks) with `source`, unless it names it."""
+    try:
+        yield
+    except InputError as err:
+        if str(err).startswith(source):
+            raise
+        raise InputError(f"{source}: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,11 @@ class CameraConfig:
     frames_per_token: int = 1  # video frames behind one token frame: codec temporal stride x model patch t
     dropout: float = 0.1
 
+    def __post_init__(self) -> None:
+        check(self.tokens_per_frame >= 1, "model.camera.tokens_per_frame", self.tokens_per_frame, "must be at least 1")
+        check(self.frames_per_token >= 1, "model.camera.frames_per_token", self.frames_per_token, "must be at least 1")
+        check_probability("model.camera.dropout", self.dropout)
+
 
 @dataclass(frozen=True)
 class ReferenceConfig:
@@ -39,12 +64,19 @@ class ReferenceConfig:
     max_images: int = 4
     dropout: float = 0.1
 
+    def __post_init__(self) -> None:
+        check(self.max_images >= 1, "model.reference.max_images", self.max_images, "must be at least 1")
+        check_probability("model.reference.dropout", self.dropout)
+
 
 @dataclass(frozen=True)
 class DepthConfig:
     """Depth condition: a depth video encoded by the codec, patch tokens on the video's own grid."""
 
     dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_probability("model.depth.dropout", self.dropout)
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,12 @@ class FramesConfig:
     prefix: float = 0.05
     last: float = 0.05
     keyframes: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("first", "prefix", "last", "keyframes"):
+            check_probability(f"frames.{name}", getattr(self, name))
+        total = self.first + self.prefix + self.last + self.keyframes
+        check(total <= 1 + 1e-9, "frames.first+prefix+last+keyframes", round(total, 6), "must be at most 1")
 
 
 @dataclass(frozen=True)
@@ -92,6 +130,12 @@ class ModelConfig:
         return not self.condition_layers or block in self.condition_layers
 
     def __post_init__(self) -> None:
+        for name in ("in_channels", "dim", "layers", "heads", "ffn_dim", "text_dim"):
+            check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name), "must be at least 1")
+        check(self.freq_dim >= 2 and self.freq_dim % 2 == 0, "model.freq_dim", self.freq_dim, "must be even and >= 2")
+        check(all(p >= 1 for p in self.patch), "model.patch", list(self.patch), "must be three integers >= 1")
+        check(self.eps > 0, "model.eps", self.eps, "must be positive")
+        check(self.rope_theta > 0, "model.rope_theta", self.rope_theta, "must be positive")
         if self.dim % self.heads:
             raise InputError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
         if self.head_dim % 2:
@@ -119,6 +163,9 @@ class FlowConfig:
     text_dropout: float = 0.1
 
     def __post_init__(self) -> None:
+        check(self.shift > 0, "flow.shift", self.shift, "must be positive")
+        check(0 < self.x0_min_t <= 1, "flow.x0_min_t", self.x0_min_t, "must be in (0, 1]")
+        check_probability("flow.text_dropout", self.text_dropout)
         if self.prediction not in ("velocity", "x0"):
             raise InputError(f"flow.prediction must be 'velocity' or 'x0', not {self.prediction!r}")
         if self.timestep_sampling not in ("logit_normal", "uniform"):
@@ -140,6 +187,15 @@ class SampleConfig:
     guidance: float = 3.0  # condition scale
     text_guidance: float = 3.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "height", "width", "steps"):
+            check(getattr(self, name) >= 1, f"sample.{name}", getattr(self, name), "must be at least 1")
+        check(self.fps > 0, "sample.fps", self.fps, "must be positive")
+        check(self.shift > 0, "sample.shift", self.shift, "must be positive")
+        check(self.guidance >= 0, "sample.guidance", self.guidance, "must be at least 0 (1 = off)")
+        check(self.text_guidance >= 0, "sample.text_guidance", self.text_guidance, "must be at least 0 (1 = off)")
+        check(0 <= self.seed < SEED_LIMIT, "sample.seed", self.seed, "must be in [0, 2**63)")
 
 
 @dataclass(frozen=True)
@@ -169,14 +225,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(_convert(item or args[i], v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
-    if tp in (int, str, bool, float) and not isinstance(value, tp):
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite number, found {value!r}")
+        return float(value)
+    if tp in (int, str, bool, float) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
         raise InputError(f"{where}: expected {tp.__name__}, found {value!r}")
     return value
 
@@ -236,4 +294,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML/JSON file (or defaults when `path` is None), apply dotted overrides, validate."""
     data = read_yaml(path, overrides)
     data.pop("train", None)  # a training YAML's train: section belongs to fulldit.train.config
-    return from_dict(cls, data, str(path) if path else "config")
+    with naming(str(path) if path else "config"):
+        return from_dict(cls, data, str(path) if path else "config")

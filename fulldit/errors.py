@@ -5,6 +5,16 @@ a message that names the thing and the problem. The CLI prints it on one line an
 the Python API lets it propagate (it is a `ValueError`).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class InputError(ValueError):
     """Bad user input: a missing or malformed file, a wrong size or frame count, an unknown name."""
+
+
+def check(ok: bool, name: str, value: Any, rule: str) -> None:
+    """InputError `name=value: rule` unless `ok`: how configs state the range a field takes."""
+    if not ok:
+        raise InputError(f"{name}={value!r}: {rule}")

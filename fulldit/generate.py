@@ -12,6 +12,7 @@ conditions are constraints (replacement), applied to every branch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from fulldit.conditions import ConditionInput
 from fulldit.conditions.camera import camera_input
 from fulldit.conditions.depth import depth_video
 from fulldit.conditions.frames import is_causal, known_latents
-from fulldit.config import FullDiTConfig
+from fulldit.config import SEED_LIMIT, FullDiTConfig, naming
 from fulldit.errors import InputError
 from fulldit.flow import euler_sample, sampling_times, to_velocity
 from fulldit.model import FullDiT
@@ -165,7 +166,16 @@ class Pipeline:
             text_encoder.to(device)
         if text_encoder.dim != config.model.text_dim:
             raise InputError(f"text encoder width {text_encoder.dim} != model.text_dim {config.model.text_dim}")
-        return cls(config, model, build_codec(config.codec, device), text_encoder, device)
+        codec = build_codec(config.codec, device)
+        m = config.model
+        if codec.latent_channels != m.in_channels:
+            raise InputError(f"model.in_channels={m.in_channels}: the codec makes {codec.latent_channels} channels")
+        if "camera" in m.conditions and m.camera.frames_per_token < codec.stride[0] * m.patch[0]:
+            raise InputError(
+                f"model.camera.frames_per_token={m.camera.frames_per_token}: a token frame covers "
+                f"{codec.stride[0] * m.patch[0]} video frames (the codec's time stride x model.patch[0])"
+            )
+        return cls(config, model, codec, text_encoder, device)
 
     @classmethod
     def from_pretrained(
@@ -208,23 +218,34 @@ class Pipeline:
 
     # -- turning a request into model inputs ------------------------------------------------------
 
+    def check_size(self, frames: int, height: int, width: int, what: str = "") -> None:
+        """InputError unless the codec and the patch take `frames` frames of `height` x `width` (`what` names them)."""
+        with naming(what):  # what='' names nothing
+            if frames < 1 or height < 1 or width < 1:
+                raise InputError(f"frames {frames} at {width}x{height}: all must be positive")
+            self.codec.latent_frames(frames)  # InputError when the codec cannot take this many frames
+            h, w = self.codec.latent_size(height, width)
+            _, ph, pw = self.config.model.patch
+            sh, sw = self.codec.stride[1] * ph, self.codec.stride[2] * pw
+            if h % ph or w % pw:
+                raise InputError(f"size {height}x{width}: height must be a multiple of {sh}, width of {sw}")
+            if self.codec.latent_frames(frames) % self.config.model.patch[0]:
+                raise InputError(f"frames {frames}: the latent frame count must be a multiple of the patch")
+
     def _resolve(self, req: Request) -> Request:
         """Fill unset fields from the checkpoint's sampling defaults and check sizes against the codec."""
         s = self.config.sample
         names = ["frames", "height", "width", "steps", "guidance", "text_guidance", "shift", "seed"]
         req = replace(req, **{k: getattr(s, k) for k in names if getattr(req, k) is None})
-        if req.frames < 1 or req.height < 1 or req.width < 1:
-            raise InputError(f"frames {req.frames} at {req.width}x{req.height}: all must be positive")
-        self.codec.latent_frames(req.frames)  # InputError when the codec cannot take this many frames
-        h, w = self.codec.latent_size(req.height, req.width)
-        _, ph, pw = self.config.model.patch
-        sh, sw = self.codec.stride[1] * ph, self.codec.stride[2] * pw
-        if h % ph or w % pw:
-            raise InputError(f"size {req.height}x{req.width}: height must be a multiple of {sh}, width of {sw}")
-        if self.codec.latent_frames(req.frames) % self.config.model.patch[0]:
-            raise InputError(f"frames {req.frames}: the latent frame count must be a multiple of the patch")
+        self.check_size(req.frames, req.height, req.width)
         if req.steps < 1:
             raise InputError(f"steps must be at least 1, not {req.steps}")
+        for name in ("guidance", "text_guidance", "shift"):
+            value = getattr(req, name)
+            if not (math.isfinite(value) and (value > 0 if name == "shift" else value >= 0)):
+                raise InputError(f"{name} {value}: must be a finite number {'> 0' if name == 'shift' else '>= 0'}")
+        if not 0 <= req.seed < SEED_LIMIT:
+            raise InputError(f"seed {req.seed}: must be in [0, 2**63)")
         return req
 
     def _encode(self, video: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from einops import rearrange
 from torch import nn
 
 from fulldit.dtypes import parse_dtype
-from fulldit.errors import InputError
+from fulldit.errors import InputError, check
 
 BOS, EOS = 256, 257  # byte tokens are 0..255; padded positions hold 0 but are masked out everywhere
 BYTE_VOCAB = 258
@@ -45,6 +45,14 @@ class TextEncoderConfig:
     # (Wan cross-attends to the zero padding). Set True for Wan checkpoints.
     pad_to_max_length: bool = False
     dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check(self.kind in ("byte", "t5"), "text.kind", self.kind, "expected 'byte' or 't5'")
+        check(self.dtype in ("float32", "bfloat16"), "text.dtype", self.dtype, "expected 'float32' or 'bfloat16'")
+        for name in ("dim", "heads"):
+            check(getattr(self, name) >= 1, f"text.{name}", getattr(self, name), "must be at least 1")
+        check(self.layers >= 0, "text.layers", self.layers, "must be at least 0")
+        check(self.max_length >= 2, "text.max_length", self.max_length, "must be at least 2 (BOS and EOS)")
 
 
 def check_prompts(prompts: list[str]) -> None:

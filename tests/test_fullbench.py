@@ -11,7 +11,9 @@ import torch
 
 from fulldit.cli import main
 from fulldit.eval.depth_metrics import SynthDepthNet
+from fulldit.eval.fullbench import partners
 from fulldit.generate import Pipeline
+from fulldit.video_io import read_video
 from tests.conftest import randomize, tiny_config
 
 
@@ -70,6 +72,37 @@ def test_bad_inputs(setup: dict[str, Path], tmp_path: Path) -> None:
     assert run_eval(setup, tmp_path / "o2", "--videos", str(tmp_path)) == 2  # no video for the cases
     assert run_eval(setup, tmp_path / "o3", "--checkpoint", str(tmp_path)) == 2  # not a checkpoint
     assert run_eval(setup, tmp_path / "o4", "--checkpoint", str(setup["ckpt"]), "--combos", "nope") == 2
+
+
+def test_other_path_and_wrong_reference_never_the_case_itself(setup: dict[str, Path], tmp_path: Path) -> None:
+    """With --cases 1 a camera case is compared with another case's path and an identity case with another case's
+    references, the same ones a full run uses (they come from the whole benchmark, not from the chosen cases)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_eval(setup, one, "--checkpoint", str(setup["ckpt"]), "--cases", "1", "--combos", "camera",
+                    "--generate-only") == 0  # fmt: skip
+    assert run_eval(setup, two, "--checkpoint", str(setup["ckpt"]), "--combos", "camera", "--generate-only") == 0
+    given, other = (read_video(one / "videos" / "camera-000" / f"{v}.mp4") for v in ("given", "other-path"))
+    assert (given - other).abs().mean() > 1e-3  # another path moves the camera elsewhere: another video
+    assert torch.equal(other, read_video(two / "videos" / "camera-000" / "other-path.mp4"))  # whatever --cases is
+    identity = tmp_path / "identity"
+    assert run_eval(setup, identity, "--checkpoint", str(setup["ckpt"]), "--cases", "1", "--combos", "identity") == 0
+    scores = json.loads((identity / "scores" / "identity-000" / "given.json").read_text())
+    assert scores["identity_margin"] != 0  # the wrong references are another case's, not its own
+
+
+def test_partners_come_from_the_whole_benchmark_in_order() -> None:
+    listing = [
+        {"id": "c0", "combo": "camera", "seed": 5},
+        {"id": "c1", "combo": "camera", "seed": 6},
+        {"id": "c2", "combo": "camera", "seed": 7},
+        {"id": "lone", "combo": "camera+depth", "seed": 5},
+    ]
+    entries = {k: {"camera": "cam.txt", "references": [] if k == "c0" else ["ref.png"]} for k in ("c0", "c1", "c2")}
+    entries["lone"] = {"camera": "cam.txt", "references": ["ref.png"]}
+    assert partners(listing, entries, listing[0]) == ("c1", "c1")
+    assert partners(listing, entries, listing[2]) == ("c0", "c1")  # cyclic; the first case with references
+    assert partners(listing, entries, listing[1]) == ("c2", "c2")  # never itself
+    assert partners(listing, entries, listing[3]) == (None, "c1")  # alone in its combination; c1 has another seed
 
 
 def test_effect_rows_carry_paired_differences_and_win_counts():

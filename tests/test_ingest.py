@@ -175,7 +175,11 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(
     _fails(capsys, args, "boxes.json: no video named typo")
     (src / "boxes.json").unlink()
     _fails(capsys, [*args, "--frames", "20"], "a.mp4: has 16 frames, a clip needs 20")
-    _fails(capsys, [*args, "--depth-model", str(tmp_path / "none")], "none: not a transformers depth-model directory")
+    _fails(
+        capsys,
+        [*args, "--depth-model", str(tmp_path / "none")],
+        "--depth-model " + str(tmp_path / "none") + ": no such directory",
+    )
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     # --skip-bad: the broken video is reported and skipped, the rest is written
     (src / "z.mp4").write_bytes(b"not a video at all")

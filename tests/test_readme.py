@@ -18,6 +18,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_cmd in ci_lines
 
 
+def test_ci_runs_it_in_a_fresh_virtual_environment() -> None:
+    """Nothing installed by hand can hide a missing dependency: a new venv in a temporary folder, removed after."""
+    text = (ROOT / ".ci" / "run").read_text()
+    lines = text.splitlines()
+    made = next(i for i, ln in enumerate(lines) if ln.startswith("python3 -m venv "))
+    entered = next(i for i, ln in enumerate(lines) if ln.startswith("source ") and ln.endswith('/bin/activate"'))
+    assert made < entered < lines.index(bash_blocks()[1])
+    assert 'venv="$(mktemp -d' in text and "trap 'rm -rf \"$venv\"' EXIT" in text and "--no-cache-dir" not in text
+
+
 def test_main_command_files_exist() -> None:
     main_cmd = bash_blocks()[0]
     assert "fulldit generate" in main_cmd

@@ -121,5 +121,7 @@ def test_recipe_model_is_what_the_converter_writes(size: str) -> None:
     )
     for section in ("codec", "text"):
         ours_, theirs_ = getattr(cfg, section), getattr(converted, section)
-        assert dataclasses.replace(ours_, path="", dtype="") == dataclasses.replace(theirs_, path="", dtype=""), section
+        assert dataclasses.replace(ours_, path="", dtype="float32") == dataclasses.replace(
+            theirs_, path="", dtype="float32"
+        ), section
     assert cfg.flow.prediction == converted.flow.prediction

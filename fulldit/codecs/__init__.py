@@ -13,7 +13,7 @@ import torch
 
 from fulldit.codecs.pixel import PixelCodec
 from fulldit.codecs.vae import WanVAECodec
-from fulldit.errors import InputError
+from fulldit.errors import InputError, check
 
 __all__ = ["Codec", "CodecConfig", "PixelCodec", "WanVAECodec", "build_codec"]
 
@@ -48,6 +48,11 @@ class CodecConfig:
     stride: tuple[int, int, int] = (1, 4, 4)  # pixel codec only
     path: str = ""  # wan-vae: local AutoencoderKLWan directory (or a diffusers pipeline directory with vae/)
     dtype: str = "float32"  # wan-vae compute dtype: float32 | bfloat16
+
+    def __post_init__(self) -> None:
+        check(self.kind in ("pixel", "wan-vae"), "codec.kind", self.kind, "expected 'pixel' or 'wan-vae'")
+        check(all(s >= 1 for s in self.stride), "codec.stride", list(self.stride), "must be three integers >= 1")
+        check(self.dtype in ("float32", "bfloat16"), "codec.dtype", self.dtype, "expected 'float32' or 'bfloat16'")
 
 
 def build_codec(cfg: CodecConfig, device: str | torch.device = "cpu") -> Codec:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -88,8 +89,8 @@ class PrepareOptions:
     def __post_init__(self) -> None:
         if self.frames is not None and self.frames < 1:
             raise InputError(f"--frames {self.frames}: must be at least 1")
-        if self.fps is not None and not self.fps > 0:
-            raise InputError(f"--fps {self.fps}: must be positive")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"--fps {self.fps}: must be a positive number")
         if self.clips_per_video < 1:
             raise InputError(f"--clips-per-video {self.clips_per_video}: must be at least 1")
 

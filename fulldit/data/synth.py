@@ -10,6 +10,7 @@ combination, the conditions it gives, and its seed. Text (the caption) is given 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
-from fulldit.atomic import atomic_path
+from fulldit.atomic import atomic_dir, atomic_path
 from fulldit.data import Clip
 from fulldit.data.formats import ManifestWriter, write_clip
 from fulldit.data.stream import BENCH_SEED_BASE
@@ -45,10 +46,9 @@ def bench_seed(combo: str, case: int) -> int:
     return BENCH_SEED_BASE + list(COMBOS).index(combo) * SEEDS_PER_COMBO + case
 
 
-def _empty_dir(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: directory exists and is not empty; choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+def _check_fps(fps: float) -> None:
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"--fps {fps}: must be a positive number")
 
 
 def _thumb(image: torch.Tensor, size: int) -> np.ndarray:
@@ -96,13 +96,16 @@ def write_dataset(
     fps: float = 8.0,
     batch: int = 8,
 ) -> Path:
-    """Render clips with seeds seed .. seed + n - 1 into a dataset folder, plus contact_sheet.png."""
+    """Render clips with seeds seed .. seed + n - 1 into a dataset folder, plus contact_sheet.png.
+
+    The folder is built beside `out` and renamed when complete: a failure leaves nothing behind.
+    """
     out = Path(out)
     if n < 1 or seed < 0 or seed + n > BENCH_SEED_BASE:
         raise InputError(f"--n {n} --seed {seed}: need n >= 1 and seeds in [0, {BENCH_SEED_BASE})")
-    _empty_dir(out)
+    _check_fps(fps)
     sheet: list[Clip] = []
-    with ManifestWriter(out) as manifest:
+    with atomic_dir(out) as tmp, ManifestWriter(tmp) as manifest:
         for start in range(0, n, batch):
             seeds = list(range(seed + start, seed + min(n, start + batch)))
             clips = render_batch(
@@ -114,9 +117,9 @@ def write_dataset(
                 references_per_object=references_per_object,
             )
             for s, clip in zip(seeds, clips):
-                manifest.add(write_clip(out, clip, f"{s:09d}", fps=fps))
+                manifest.add(write_clip(tmp, clip, f"{s:09d}", fps=fps))
             sheet += clips[: max(0, 8 - len(sheet))]
-    _save_sheet(sheet, out / "contact_sheet.png")
+        _save_sheet(sheet, tmp / "contact_sheet.png")
     return out
 
 
@@ -139,9 +142,9 @@ def write_bench(
         raise InputError(f"unknown combination(s) {unknown}; known: {', '.join(COMBOS)}")
     if not 1 <= cases <= SEEDS_PER_COMBO:
         raise InputError(f"--cases {cases}: must be between 1 and {SEEDS_PER_COMBO}")
-    _empty_dir(out)
+    _check_fps(fps)
     listing, sheet = [], []
-    with ManifestWriter(out) as manifest:
+    with atomic_dir(out) as tmp, ManifestWriter(tmp) as manifest:
         for combo in combos:
             for start in range(0, cases, batch):
                 ids = list(range(start, min(cases, start + batch)))
@@ -153,21 +156,21 @@ def write_bench(
                     if combo == "prefix":
                         case["prefix_frames"] = max(1, frames // 4)
                     clip.meta["bench"] = case
-                    manifest.add(write_clip(out, clip, case_id, fps=fps))
+                    manifest.add(write_clip(tmp, clip, case_id, fps=fps))
                     listing.append(case)
                 if start == 0:
                     sheet.append(clips[0])
-    _save_sheet(sheet, out / "contact_sheet.png")
-    info = {
-        "version": BENCH_VERSION,
-        "frames": frames,
-        "height": height,
-        "width": width,
-        "fps": fps,
-        "cases_per_combo": cases,
-        "combos": {c: list(COMBOS[c]) for c in combos},
-        "cases": listing,
-    }
-    with atomic_path(out / "bench.json") as tmp:
-        tmp.write_text(json.dumps(info, indent=1) + "\n")
+        _save_sheet(sheet, tmp / "contact_sheet.png")
+        info = {
+            "version": BENCH_VERSION,
+            "frames": frames,
+            "height": height,
+            "width": width,
+            "fps": fps,
+            "cases_per_combo": cases,
+            "combos": {c: list(COMBOS[c]) for c in combos},
+            "cases": listing,
+        }
+        with atomic_path(tmp / "bench.json") as path:
+            path.write_text(json.dumps(info, indent=1) + "\n")
     return out

@@ -7,7 +7,8 @@ seed, differing only in the conditions given:
 - `given`: every condition of the case's combination (and the caption as text);
 - `withheld`: single-condition combinations only, that condition left out (the text stays): the baseline of
   the condition effect table;
-- `other-path`: camera cases only, the camera path of another case of the same combination;
+- `other-path`: camera cases only, the camera path of another case of the same combination (the next one in
+  bench.json, from the whole benchmark whatever --cases chooses; absent when the combination has one case);
 - `text-only`: the camera+identity+depth cases, no condition but the text (PSNR against the ground truth).
 
 Videos are written to OUT/videos/<case>/<variant>.mp4 and scores to OUT/scores/<case>/<variant>.json, each
@@ -37,9 +38,17 @@ SINGLE = {"camera": "camera", "identity": "reference", "depth": "depth", "first-
           "prefix": "prefix"}  # fmt: skip
 
 
+CONDITIONS = {"camera", "reference", "depth", "first_frame", "prefix"}
+
+
 @dataclass
 class Case:
-    """One benchmark case: its listing in bench.json and its ground-truth clip."""
+    """One benchmark case: its listing in bench.json, its ground-truth clip, and the cases it is compared with.
+
+    `other`: whose camera path is "another path" (camera cases); `wrong`: whose references and depth are the wrong
+    ones for the identity and depth margins. Both come from the whole benchmark, never the case itself (see
+    `partners`), so they do not change with --cases or --combos.
+    """
 
     id: str
     combo: str
@@ -47,42 +56,113 @@ class Case:
     seed: int
     prefix_frames: int
     clip: Clip
+    other: Case | None = None
+    wrong: Case | None = None
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _case_problem(c: object) -> str | None:
+    """What is wrong with one case of bench.json, or None."""
+    if not isinstance(c, dict):
+        return "expected an object"
+    if not (isinstance(c.get("id"), str) and c["id"] and isinstance(c.get("combo"), str) and c["combo"]):
+        return '"id" and "combo" must be non-empty strings'
+    conditions = c.get("conditions")
+    if not (isinstance(conditions, list) and all(isinstance(k, str) and k in CONDITIONS for k in conditions)):
+        return f'"conditions" must be a list of {", ".join(sorted(CONDITIONS))}, found {conditions!r}'
+    if not (_is_int(c.get("seed")) and c["seed"] >= 0):
+        return f'"seed" must be a non-negative integer, found {c.get("seed")!r}'
+    if not (_is_int(c.get("prefix_frames", 0)) and c.get("prefix_frames", 0) >= 0):
+        return f'"prefix_frames" must be a non-negative integer, found {c.get("prefix_frames")!r}'
+    return None
+
+
+def read_listing(info_path: Path) -> tuple[dict, list[dict]]:
+    """bench.json and its cases, each checked (InputError naming the file and the case)."""
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{info_path}: malformed ({err})") from err
+    if not isinstance(info, dict) or not isinstance(info.get("cases"), list) or not info["cases"]:
+        raise InputError(f'{info_path}: expected an object with a non-empty list "cases"')
+    fps = info.get("fps", 8)
+    if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0):
+        raise InputError(f'{info_path}: "fps" must be a positive number, found {fps!r}')
+    seen: set[str] = set()
+    for i, c in enumerate(info["cases"]):
+        problem = _case_problem(c) or (f"case id {c['id']} appears twice" if c["id"] in seen else None)
+        if problem:
+            raise InputError(f"{info_path}: cases[{i}]: {problem}")
+        seen.add(c["id"])
+    return info, info["cases"]
+
+
+def partners(listing: list[dict], entries: dict[str, dict], case: dict) -> tuple[str | None, str | None]:
+    """(other, wrong) case ids for `case`, taken from the whole benchmark in bench.json order, never `case` itself.
+
+    other: the next case of the same combination (cyclically) whose clip has a camera path; wrong: the first case
+    with reference images and another seed. None where the benchmark has no such case.
+    """
+    same = [c["id"] for c in listing if c["combo"] == case["combo"] and entries[c["id"]].get("camera")]
+    after = same[same.index(case["id"]) + 1 :] + same[: same.index(case["id"])] if case["id"] in same else same
+    other = next((i for i in after if i != case["id"]), None)
+    wrong = next(
+        (c["id"] for c in listing if entries[c["id"]].get("references") and c["id"] != case["id"]
+         and c["seed"] != case["seed"]),
+        None,
+    )  # fmt: skip
+    return other, wrong
 
 
 def load_bench(bench: str | Path, combos: list[str] | None = None, cases: int | None = None) -> tuple[dict, list[Case]]:
     """bench.json and the clips of the chosen cases (all by default: `cases` per combination of `combos`).
 
-    InputError when the folder is not a FullBench-Synth folder or names a combination it does not have.
+    Each chosen case comes with its `other` and `wrong` partner cases (`partners`), loaded too. InputError when
+    the folder is not a FullBench-Synth folder or names a combination it does not have.
     """
     bench = Path(bench)
     info_path = bench / "bench.json"
     if not info_path.is_file():
         raise InputError(f"{bench}: not a benchmark folder (no bench.json; make one with `fulldit synth --bench`)")
-    try:
-        info = json.loads(info_path.read_text())
-        listed = {c["id"]: c for c in info["cases"]}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise InputError(f"{info_path}: malformed ({err})") from err
-    known = sorted({c["combo"] for c in listed.values()})
+    info, listing = read_listing(info_path)
+    known = sorted({c["combo"] for c in listing})
     unknown = [c for c in combos or [] if c not in known]
     if unknown:
         raise InputError(f"unknown combination(s) {unknown}; this benchmark has: {', '.join(known)}")
     taken: dict[str, int] = {}
-    chosen = {}
-    for case_id, c in listed.items():
+    chosen = []
+    for c in listing:
         if (not combos or c["combo"] in combos) and (not cases or taken.get(c["combo"], 0) < cases):
             taken[c["combo"]] = taken.get(c["combo"], 0) + 1
-            chosen[case_id] = c
+            chosen.append(c)
     entries = {e.get("id"): (line, e) for line, e in read_manifest(bench)}
+    missing = [c["id"] for c in listing if c["id"] not in entries]
+    if missing:
+        raise InputError(f"{info_path}: case {missing[0]} is not in manifest.jsonl")
+    loaded: dict[str, Case] = {}
+
+    def load(c: dict) -> Case:
+        if c["id"] not in loaded:
+            line, entry = entries[c["id"]]
+            clip = load_entry(bench, line, entry)
+            prefix = int(c.get("prefix_frames", 0))
+            if prefix >= clip.num_frames:
+                raise InputError(f"{info_path}: case {c['id']}: prefix_frames {prefix}, the clip has {clip.num_frames}")
+            loaded[c["id"]] = Case(c["id"], c["combo"], list(c["conditions"]), c["seed"], prefix, clip)
+        return loaded[c["id"]]
+
+    by_id = {c["id"]: c for c in listing}
+    manifest = {k: e for k, (_, e) in entries.items()}
     out = []
-    for case_id, c in chosen.items():
-        if case_id not in entries:
-            raise InputError(f"{info_path}: case {case_id} is not in manifest.jsonl")
-        line, entry = entries[case_id]
-        clip = load_entry(bench, line, entry)
-        out.append(
-            Case(case_id, c["combo"], list(c["conditions"]), int(c["seed"]), int(c.get("prefix_frames", 0)), clip)
-        )
+    for c in chosen:
+        case = load(c)
+        other, wrong = partners(listing, manifest, c)
+        case.other = load(by_id[other]) if other else None
+        case.wrong = load(by_id[wrong]) if wrong else None
+        out.append(case)
     return info, out
 
 
@@ -91,7 +171,7 @@ def variants(case: Case) -> list[str]:
     out = ["given"]
     if case.combo in SINGLE:
         out.append("withheld")
-    if case.combo == "camera":
+    if case.combo == "camera" and case.other is not None:
         out.append("other-path")
     if case.combo == "camera+identity+depth":
         out.append("text-only")
@@ -105,7 +185,7 @@ def pick_references(clip: Clip, limit: int) -> list[torch.Tensor]:
     return [clip.references[i] for i in order[:limit]]
 
 
-def request_fields(case: Case, variant: str, other: Case | None, max_references: int = 4) -> dict[str, Any]:
+def request_fields(case: Case, variant: str, max_references: int = 4) -> dict[str, Any]:
     """Pipeline.generate keyword arguments for a case variant."""
     clip = case.clip
     given = set(case.conditions)
@@ -116,7 +196,7 @@ def request_fields(case: Case, variant: str, other: Case | None, max_references:
     fields: dict[str, Any] = {"prompt": clip.caption, "frames": clip.num_frames, "height": clip.video.shape[2],
                               "width": clip.video.shape[3], "seed": case.seed % 2**31}  # fmt: skip
     if "camera" in given:
-        fields["camera"] = (other.clip if variant == "other-path" and other else clip).camera
+        fields["camera"] = (case.other.clip if variant == "other-path" else clip).camera
     if "reference" in given:
         fields["references"] = pick_references(clip, max_references)
     if "depth" in given:
@@ -146,7 +226,7 @@ class Scorer:
         self.features = FeatureIdentity(identity_model, device) if identity_model else None
         self.gt_flow: dict[str, np.ndarray] = {}  # per case: every variant compares against the same GT flow
 
-    def __call__(self, video: torch.Tensor, case: Case, wrong: Case) -> dict[str, float]:
+    def __call__(self, video: torch.Tensor, case: Case) -> dict[str, float]:
         from fulldit.eval.camera_metrics import camera_errors, estimate_poses, is_rotation_only
         from fulldit.eval.depth_metrics import depth_errors
         from fulldit.eval.identity import identity_score
@@ -173,13 +253,15 @@ class Scorer:
         if "depth" in case.conditions:
             inv = self.depth(video)
             s.update({f"depth_{k}": v for k, v in depth_errors(inv, gt.depth).items()})
-            if wrong.clip.depth is not None and wrong.clip.depth.shape == gt.depth.shape:  # right vs another depth
-                s["depth_margin"] = depth_errors(inv, wrong.clip.depth)["inv_mae"] - s["depth_inv_mae"]
+            wrong = case.wrong.clip.depth if case.wrong else None
+            if wrong is not None and wrong.shape == gt.depth.shape:  # right vs another depth
+                s["depth_margin"] = depth_errors(inv, wrong)["inv_mae"] - s["depth_inv_mae"]
         if "reference" in case.conditions and gt.references:
             right = float(np.mean([identity_score(video, r) for r in gt.references]))
-            wrong_refs = wrong.clip.references or gt.references
             s["identity"] = right
-            s["identity_margin"] = right - float(np.mean([identity_score(video, r) for r in wrong_refs]))
+            if case.wrong is not None:  # right vs another case's references
+                wrong_score = np.mean([identity_score(video, r) for r in case.wrong.clip.references])
+                s["identity_margin"] = right - float(wrong_score)
             if self.features is not None:
                 s["identity_features"] = float(np.mean([self.features.score(video, r) for r in gt.references]))
         if self.text is not None:
@@ -212,6 +294,9 @@ def run(
     if (checkpoint is None) == (videos is None):
         raise InputError("give exactly one of --checkpoint (generate) or --videos (score existing videos)")
     info, chosen = load_bench(bench, combos, cases)
+    if videos is not None:
+        for c in chosen:  # every video is there before anything is scored or written
+            _external_video(Path(videos), c)
     by_combo: dict[str, list[Case]] = {}
     for c in chosen:
         by_combo.setdefault(c.combo, []).append(c)
@@ -222,13 +307,16 @@ def run(
         from fulldit.generate import Pipeline
 
         pipe = Pipeline.from_pretrained(checkpoint, device=device)
+        needed = {k for c in chosen for k in c.conditions if k in ("camera", "reference", "depth")}
+        missing = sorted(needed - set(pipe.config.model.conditions))
+        if missing:
+            raise InputError(f"{checkpoint}: no {', '.join(missing)} condition, which the chosen cases need (--combos)")
+        for frames, height, width in {(c.clip.num_frames, *c.clip.video.shape[2:]) for c in chosen}:
+            pipe.check_size(frames, height, width, f"{bench}: the cases' videos")
     scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model) if score else None
-    jobs = [(c, v, group) for group in by_combo.values() for c in group for v in (variants(c) if pipe else ["given"])]
+    jobs = [(c, v) for group in by_combo.values() for c in group for v in (variants(c) if pipe else ["given"])]
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for case, variant, group in tqdm(jobs, desc="fullbench", unit="video"):
-        k = group.index(case)
-        other = group[(k + 1) % len(group)]
-        wrong = next((c for c in chosen if c.clip.references and c.id != case.id and c.seed != case.seed), case)
+    for case, variant in tqdm(jobs, desc="fullbench", unit="video"):
         score_path = out / "scores" / case.id / f"{variant}.json"
         if score_path.is_file():
             results.setdefault(case.id, {})[variant] = json.loads(score_path.read_text())
@@ -236,7 +324,7 @@ def run(
         if pipe is not None:
             video_path = out / "videos" / case.id / f"{variant}.mp4"
             if not video_path.is_file():
-                fields = request_fields(case, variant, other, pipe.config.model.reference.max_images)
+                fields = request_fields(case, variant, pipe.config.model.reference.max_images)
                 if steps:
                     fields["steps"] = steps
                 write_video(video_path, pipe.generate(**fields), fps=float(info.get("fps", 8)))
@@ -245,7 +333,7 @@ def run(
         if scorer is None:  # --generate-only: videos now (e.g. on a GPU), scores later (e.g. where SfM runs)
             continue
         video = read_video(video_path)[: case.clip.num_frames]
-        score = scorer(video, case, wrong)
+        score = scorer(video, case)
         _write_json(score_path, score)
         results.setdefault(case.id, {})[variant] = score
     if scorer is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fulldit.config import FullDiTConfig, from_dict, read_yaml
-from fulldit.errors import InputError
+from fulldit.config import SEED_LIMIT, FullDiTConfig, from_dict, naming, read_yaml
+from fulldit.errors import InputError, check
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,16 @@ class DataConfig:
             raise InputError(f"train.data.source must be 'synthetic' or 'folder', not {self.source!r}")
         if self.reuse < 1:
             raise InputError(f"train.data.reuse must be at least 1, not {self.reuse}")
+        check(0 <= self.seed < SEED_LIMIT, "train.data.seed", self.seed, "must be in [0, 2**63)")
+        check(self.frames >= 1, "train.data.frames", self.frames, "must be at least 1")
+        low, high = (8, 4096) if self.source == "synthetic" else (1, None)  # the synthetic world renders 8..4096
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            rule = f"must be in [{low}, {high}]" if high else "must be at least 1"
+            check(low <= value <= (high or value), f"train.data.{name}", value, rule)
+        check(0 <= self.references_per_object <= 8, "train.data.references_per_object", self.references_per_object,
+              "must be in [0, 8]")  # fmt: skip
+        check(self.workers >= 0, "train.data.workers", self.workers, "must be at least 0")
         if self.source == "folder" and not self.path:
             raise InputError("train.data.path: a dataset folder is needed when train.data.source = 'folder'")
 
@@ -42,6 +52,9 @@ class Stage:
 
     start: int = 0
     conditions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(self.start >= 0, "train.curriculum.stages[].start", self.start, "must be at least 0")
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class CurriculumConfig:
             raise InputError(f"train.curriculum.stages: starts must increase, found {starts}")
         if not 0 <= self.none < 1:
             raise InputError(f"train.curriculum.none must be in [0, 1), not {self.none}")
+        check(self.max_conditions >= 0, "train.curriculum.max_conditions", self.max_conditions, "must be at least 0")
 
 
 LORA_TARGETS = (
@@ -157,6 +171,16 @@ class TrainConfig:
         for name in ("steps", "batch_size", "save_every", "keep", "log_every", "validate_clips"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("micro_batch", "warmup", "sample_every"):
+            check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "must be at least 0")
+        check(self.lr > 0, "train.lr", self.lr, "must be positive")
+        check(0 <= self.min_lr <= self.lr, "train.min_lr", self.min_lr, f"must be in [0, train.lr={self.lr:g}]")
+        check(all(0 <= b < 1 for b in self.betas), "train.betas", list(self.betas), "must be two numbers in [0, 1)")
+        check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be at least 0")
+        check(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "must be positive")
+        check(0 <= self.ema < 1, "train.ema", self.ema, "must be in [0, 1)")
+        check(0 <= self.seed < SEED_LIMIT, "train.seed", self.seed, "must be in [0, 2**63)")
+        check(self.max_minutes >= 0, "train.max_minutes", self.max_minutes, "must be at least 0 (0: no limit)")
 
     def accumulation(self, world: int) -> tuple[int, int]:
         """(micro-batch size, micro-batches per step) on each of `world` ranks."""
@@ -172,5 +196,6 @@ class TrainConfig:
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> tuple[FullDiTConfig, TrainConfig]:
     """Split a training YAML into the model's config and the `train:` section (overrides: `train.lr=1e-4`)."""
     data = read_yaml(path, overrides)
-    train = from_dict(TrainConfig, data.pop("train", {}), f"{path}:train")
-    return from_dict(FullDiTConfig, data, str(path)), train
+    with naming(str(path)):
+        train = from_dict(TrainConfig, data.pop("train", {}), f"{path}:train")
+        return from_dict(FullDiTConfig, data, str(path)), train

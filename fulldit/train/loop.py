@@ -342,6 +342,9 @@ def train(
     micro, accumulation = tcfg.accumulation(d.world)
     torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
     pipe = Pipeline.from_config(cfg, d.device)
+    pipe.check_size(tcfg.data.frames, tcfg.data.height, tcfg.data.width, "train.data")  # before anything is written
+    if tcfg.sample_every:
+        pipe.check_size(cfg.sample.frames, cfg.sample.height, cfg.sample.width, "sample")
     if init and (last is None or lora is not None):  # a resumed full fine-tune restores every weight from `last`
         _init_from(pipe, init)
     if lora is not None:  # after --init: the adapters start at zero on top of the loaded backbone
