@@ -456,13 +456,15 @@ def train(
         if d.main:
             bar.update(1)
             bar.set_postfix(loss=f"{float(flag[1]):.4f}", lr=f"{lr:.2e}")
-        if step % tcfg.log_every == 0 and d.main:
+        log_now = step % tcfg.log_every == 0
+        if log_now and hasattr(grad_norm, "full_tensor"):  # FSDP2: a collective, so on every rank
+            grad_norm = grad_norm.full_tensor()
+        if log_now and d.main:
             dt = time.time() - window["time"]
-            norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
             writer.add_scalar("loss/all", float(flag[1]), step)
             for subset_tag, (s, n) in sums.items():
                 writer.add_scalar(f"loss/{subset_tag}", s / n, step)
-            writer.add_scalar("grad_norm", float(norm), step)
+            writer.add_scalar("grad_norm", float(grad_norm), step)
             writer.add_scalar("lr", lr, step)
             writer.add_scalar("throughput/samples_per_s", window["samples"] * d.world / dt, step)
             writer.add_scalar("throughput/tokens_per_s", window["tokens"] * d.world / dt, step)
