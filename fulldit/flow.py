@@ -5,7 +5,7 @@ dx/dt = v and sampling integrates from t = 1 down to 0. The network predicts eit
 (Wan2.1; right for latent codecs with few channels per token) or the clean sample x0 with the loss
 still taken on velocity, v = (x_t - x0) / t (JiT, "Back to Basics", 2025): with large pixel patches
 a token is as wide as the model, and velocity targets carry that full-dimensional noise
-(../shared/FINDINGS.md measured noise vs coherent layouts after the same 7 minutes).
+(docs/findings.md: noise vs coherent layouts after the same 7 minutes).
 
 Times are per latent frame (B, T) so that frame conditions (STIV) can hold known frames at t = 0.
 

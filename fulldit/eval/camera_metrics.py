@@ -5,7 +5,7 @@ Two estimators, chosen by the requested move (see `is_rotation_only`):
 * `estimate_poses(..., rotation_only=False)`: structure from motion with COLMAP's Python bindings (pycolmap): SIFT
   features, exhaustive matching, and the global mapper (GLOMAP) with every frame's intrinsics known and held fixed,
   so a zoom is a change of intrinsics and never of pose. On RealEstate10K this was the most reliable setting (see
-  ../shared/FINDINGS.md, "Camera metrics from generated frames"). Two changes from COLMAP's defaults matter on
+  docs/findings.md, "Camera metrics from generated frames"). Two changes from COLMAP's defaults matter on
   small frames of rendered rooms (repeated tiles and planks): the two-view RANSAC threshold is 1 px per 128 px
   instead of 4 px (with 4 px, forward moves came out with rotations wrong by several radians), and a
   reconstruction must hold every frame on at least `MIN_POINTS_PER_FRAME` points (the wrong reconstructions
