@@ -11,42 +11,22 @@ they replace noisy latent frames with clean ones (frames.py, STIV), so they live
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from fulldit.conditions.base import ConditionInput, Grid
+from fulldit.conditions.camera import CameraCondition
+from fulldit.conditions.depth import DepthCondition
+from fulldit.conditions.reference import ReferenceCondition
 from fulldit.errors import InputError
 
 if TYPE_CHECKING:
     from fulldit.config import ModelConfig
 
-
-@dataclass(frozen=True)
-class Grid:
-    """The video's token grid after patchify: t latent-frame groups x h x w, and the patch size."""
-
-    t: int
-    h: int
-    w: int
-    patch: tuple[int, int, int]
-
-    @property
-    def tokens(self) -> int:
-        return self.t * self.h * self.w
-
-
-@dataclass
-class ConditionInput:
-    """A condition's tensor for a batch and which samples (B,) or items (B, N) have it."""
-
-    value: torch.Tensor
-    present: torch.Tensor
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ConditionInput:
-        value = self.value.to(device) if dtype is None else self.value.to(device, dtype)
-        return ConditionInput(value, self.present.to(device))
+__all__ = ["CONDITIONS", "ConditionInput", "Grid", "build_conditions", "drop_conditions"]
 
 
 def drop_conditions(
@@ -75,12 +55,8 @@ def build_conditions(cfg: ModelConfig) -> nn.ModuleDict:
     return nn.ModuleDict({name: CONDITIONS[name](cfg) for name in cfg.conditions})
 
 
-# The registry of token conditions; imported last because each module uses Grid/ConditionInput above.
-# "frames" is not here: first/prefix/last/key frames replace latent frames (frames.py), they add no tokens.
-from fulldit.conditions.camera import CameraCondition  # noqa: E402
-from fulldit.conditions.depth import DepthCondition  # noqa: E402
-from fulldit.conditions.reference import ReferenceCondition  # noqa: E402
-
+# The registry of token conditions. "frames" is not here: first/prefix/last/key frames replace latent frames
+# (frames.py), they add no tokens.
 CONDITIONS: dict[str, type[nn.Module]] = {
     "camera": CameraCondition,
     "reference": ReferenceCondition,

@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from fulldit.conditions import ConditionInput, Grid
+from fulldit.conditions.base import ConditionInput, Grid
 from fulldit.sequence import Segment, grid_positions
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ from fulldit.atomic import atomic_path
 from fulldit.data import Clip
 from fulldit.data.formats import load_entry, read_manifest
 from fulldit.errors import InputError
+from fulldit.eval.report import write_report
 from fulldit.video_io import read_video, write_video
 
 SINGLE = {"camera": "camera", "identity": "reference", "depth": "depth", "first-frame": "first_frame",
@@ -289,8 +290,6 @@ def run(
     score: bool = True,
 ) -> dict:
     """Generate (or take from `videos`) and score the cases of a benchmark; write metrics.json and report.md."""
-    from fulldit.eval.report import write_report
-
     if (checkpoint is None) == (videos is None):
         raise InputError("give exactly one of --checkpoint (generate) or --videos (score existing videos)")
     info, chosen = load_bench(bench, combos, cases)
@@ -341,7 +340,7 @@ def run(
     metrics = aggregate(results, by_combo, info)
     metrics["source"] = {"checkpoint": str(checkpoint)} if checkpoint else {"videos": str(videos)}
     _write_json(out / "metrics.json", metrics)
-    write_report(out, metrics, by_combo)
+    write_report(out, metrics, by_combo, variants)
     return metrics
 
 

@@ -4,6 +4,7 @@ plots (matplotlib .png) and a video grid per combination (.mp4: ground truth bes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ COLUMNS = [
 TRUST = (
     "Camera numbers come from structure-from-motion on the generated frames. On real RealEstate10K clips the same "
     "estimator reached RotErr 0.12 at 384x256 but 0.57 at 128x128 and failed on 4 of 10 clips at 64x64 "
-    "(../shared/FINDINGS.md): trust camera numbers at 128x128 and above, compare them only between runs at one "
+    "(docs/findings.md): trust camera numbers at 128x128 and above, compare them only between runs at one "
     "resolution, and read them next to the estimator's own error on the ground-truth videos of the same benchmark "
     "(`fulldit eval --videos BENCH --bench BENCH`), which bounds what any model can score."
 )
@@ -94,10 +95,8 @@ def plot_effects(metrics: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def video_grid(out: Path, combo: str, cases: list, max_cases: int = 4) -> None:
-    """OUT/grids/<combo>.mp4: one row per case: ground truth, then each variant in `variants()` order."""
-    from fulldit.eval.fullbench import variants
-
+def video_grid(out: Path, combo: str, cases: list, variants: Callable[[Any], list[str]], max_cases: int = 4) -> None:
+    """OUT/grids/<combo>.mp4: one row per case: ground truth, then each of the case's `variants(case)` in order."""
     rows = []
     for case in cases[:max_cases]:
         tiles = [case.clip.video]
@@ -113,9 +112,10 @@ def video_grid(out: Path, combo: str, cases: list, max_cases: int = 4) -> None:
         write_video(out / "grids" / f"{combo.replace('+', '_')}.mp4", torch.cat(rows, dim=2), fps=8)
 
 
-def write_report(out: Path, metrics: dict, by_combo: dict) -> None:
+def write_report(out: Path, metrics: dict, by_combo: dict, variants: Callable[[Any], list[str]]) -> None:
+    """report.md, effects.png and a video grid per combination; `variants(case)` names a case's generated videos."""
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(markdown(metrics))
     plot_effects(metrics, out / "effects.png")
     for combo, cases in by_combo.items():
-        video_grid(out, combo, cases)
+        video_grid(out, combo, cases, variants)
