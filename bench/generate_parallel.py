@@ -30,7 +30,7 @@ import zlib
 import torch
 import torch.distributed as dist
 
-from fulldit.cameras import make_path
+from fulldit.camera.path import make_path
 from fulldit.codecs import CodecConfig
 from fulldit.config import CameraConfig, FlowConfig, FullDiTConfig, ModelConfig, SampleConfig
 from fulldit.generate import Pipeline, Request

@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from fulldit.atomic import atomic_path
-from fulldit.camera_conventions import CONVENTIONS, from_opencv
-from fulldit.camera_moves import build_path
-from fulldit.camera_plot import path_figure
+from fulldit.camera.conventions import CONVENTIONS, from_opencv
+from fulldit.camera.moves import build_path
+from fulldit.camera.plot import path_figure
 
 HERE = Path(__file__).resolve().parent
 TARGET = (0.0, 0.0, 2.0)  # build_path's default target_distance

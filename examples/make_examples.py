@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fulldit.cameras import CameraPath, make_path, save_camera_re10k
+from fulldit.camera.path import CameraPath, make_path, save_camera_re10k
 from fulldit.video_io import write_image
 
 HERE = Path(__file__).resolve().parent

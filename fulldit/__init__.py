@@ -1,6 +1,6 @@
 """fulldit: FullDiT, one video diffusion transformer for any mix of conditions, learned with full self-attention."""
 
-from fulldit.cameras import CameraPath, load_camera, make_path
+from fulldit.camera.path import CameraPath, load_camera, make_path
 from fulldit.config import FullDiTConfig, load_config
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request

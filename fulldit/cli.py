@@ -592,9 +592,9 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_camera(args: argparse.Namespace) -> None:
-    from fulldit.camera_conventions import load_camera_as, save_camera_as
-    from fulldit.camera_moves import build_path, describe, make_move, parse_moves
-    from fulldit.camera_plot import plot_path
+    from fulldit.camera.conventions import load_camera_as, save_camera_as
+    from fulldit.camera.moves import build_path, describe, make_move, parse_moves
+    from fulldit.camera.plot import plot_path
 
     given = {"--degrees": args.degrees, "--distance": args.distance, "--zoom": args.zoom}
     flag, amount = next(((k, v) for k, v in given.items() if v is not None), (None, None))

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fulldit.camera_conventions import CONVENTIONS, load_camera_as
-from fulldit.camera_moves import MOVE_NAMES, build_path
-from fulldit.camera_plot import plot_path
-from fulldit.cameras import CameraPath
+from fulldit.camera.conventions import CONVENTIONS, load_camera_as
+from fulldit.camera.moves import MOVE_NAMES, build_path
+from fulldit.camera.path import CameraPath
+from fulldit.camera.plot import plot_path
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request
 from fulldit.preview import condition_thumbnails

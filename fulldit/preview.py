@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from fulldit.cameras import CameraPath
+from fulldit.camera.path import CameraPath
 from fulldit.generate import Request
 from fulldit.video_io import depth_to_rgb
 

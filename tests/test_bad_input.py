@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.cameras import make_path, save_camera_re10k
+from fulldit.camera.path import make_path, save_camera_re10k
 from fulldit.cli import main
 from fulldit.generate import Pipeline
 from fulldit.video_io import write_image, write_video

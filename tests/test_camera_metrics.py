@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.cameras import make_path
+from fulldit.camera.path import make_path
 from fulldit.data.world import plan_clip, render_clip
 from fulldit.eval.camera_metrics import PROTOCOL, camera_errors, estimate_poses, is_rotation_only
 

@@ -1,4 +1,4 @@
-"""Tests for fulldit.cameras: file round trips, the relative-pose convention, named moves, intrinsics, Plücker rays."""
+"""fulldit.camera.path: file round trips, the relative-pose convention, named moves, intrinsics, Plücker rays."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.cameras import (
+from fulldit.camera.path import (
     MOVES,
     CameraPath,
     camera_features,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fulldit.cameras import make_path
+from fulldit.camera.path import make_path
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.camera import camera_input
 from fulldit.conditions.depth import depth_video

@@ -311,7 +311,7 @@ def test_generate_end_to_end(converted: Path, tmp_path: Path, capsys: pytest.Cap
     """`fulldit generate` on the converted checkpoint: Wan VAE + UMT5 + transformer, text-only and with conditions."""
     import numpy as np
 
-    from fulldit.cameras import make_path, save_camera_re10k
+    from fulldit.camera.path import make_path, save_camera_re10k
     from fulldit.video_io import read_video, write_image
 
     frames, size = 5, 32  # the Wan VAE takes 1 + 4k frames, sizes divisible by 8 (x patch 2)

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera_moves import build_path
-from fulldit.cameras import save_camera_re10k
+from fulldit.camera.moves import build_path
+from fulldit.camera.path import save_camera_re10k
 from fulldit.demo import Demo
 from fulldit.generate import Pipeline
 from tests.conftest import randomize, tiny_config

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import fulldit.data.formats as formats
-from fulldit.cameras import CameraPath, make_path, save_camera_re10k
+from fulldit.camera.path import CameraPath, make_path, save_camera_re10k
 from fulldit.data import Clip
 from fulldit.data.formats import FORMAT, ClipFolder, ManifestWriter, read_manifest, validate, write_clip
 from fulldit.errors import InputError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fulldit.cameras import make_path
+from fulldit.camera.path import make_path
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request, guidance_branches
 from tests.conftest import randomize, tiny_config

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fulldit.cameras import make_path, save_camera_re10k
+from fulldit.camera.path import make_path, save_camera_re10k
 from fulldit.config import load_config
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request

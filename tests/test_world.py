@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.cameras import make_path
+from fulldit.camera.path import make_path
 from fulldit.data.render import Scene, Solid, Surface, render
 from fulldit.data.trajectories import VERBS, Move, build_path, look_at, pose
 from fulldit.data.world import PATTERN_WORDS, caption, plan_clip, render_batch, render_clip
@@ -86,7 +86,7 @@ def test_depth_is_camera_z_of_a_known_plane():
     wall = Surface("checks", ((0.9, 0.9, 0.9), (0.1, 0.1, 0.1)), 0.5)
     room = Scene([], (-5.0, 0.0, -5.0), (5.0, 3.0, 5.0), (wall,) * 6, (0.0, 2.5, 0.0, 1.0))
     cam_pose = pose(np.array([0.0, 1.5, 3.0]), 0.0, 0.0)  # looks at +z, the wall at z = 5
-    from fulldit.cameras import CameraPath
+    from fulldit.camera.path import CameraPath
 
     cam = CameraPath(np.array([[0.5 / math.tan(math.radians(35)), 0.5 / math.tan(math.radians(35)), 0.5, 0.5]]),
                      cam_pose[None])  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fulldit.cameras import CameraPath
+from fulldit.camera.path import CameraPath
 
 
 @dataclass

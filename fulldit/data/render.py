@@ -1,6 +1,6 @@
 """Batched analytic ray caster for the synthetic world: a textured room, spheres, boxes and vertical cylinders.
 
-Conventions follow `fulldit.cameras` (OpenCV camera axes, normalised intrinsics, world-to-camera extrinsics). The
+Conventions follow `fulldit.camera.path` (OpenCV camera axes, normalised intrinsics, world-to-camera extrinsics). The
 world is y-up with the floor at y = 0. Work is vectorised over views (every frame of every scene in a batch) x pixels
 x primitives, in chunks that bound memory, so one call renders a whole training batch on the GPU; only the handful
 of primitive *types* is a Python loop.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fulldit.cameras import CameraPath
+from fulldit.camera.path import CameraPath
 from fulldit.errors import InputError
 
 SHAPES = ("sphere", "box", "cylinder")

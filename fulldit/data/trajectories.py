@@ -1,8 +1,8 @@
 """Camera paths inside the synthetic room: a start pose looking at the objects, then one named move or two at once.
 
 World axes are y-up (floor at y = 0); cameras use fulldit's OpenCV convention (x right, y down, z forward) and
-world-to-camera extrinsics. Directions follow `fulldit.cameras.make_path`: pan-left turns the view left, tilt-up turns
-it up, dolly-in moves forward, truck-left moves the camera to its left, orbit-left moves it to its left around the
+world-to-camera extrinsics. Directions follow `fulldit.camera.path.make_path`: pan-left turns the view left, tilt-up
+turns it up, dolly-in moves forward, truck-left moves the camera to its left, orbit-left moves it to its left around the
 target while turning to keep the target centred, zoom-in narrows the field of view.
 
 Magnitudes are drawn large enough that a camera metric can tell the moves apart: rotations of 15-40 degrees and
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fulldit.cameras import CameraPath
+from fulldit.camera.path import CameraPath
 from fulldit.errors import InputError
 
 DIRECTIONS = {

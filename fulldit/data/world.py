@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from fulldit.cameras import CameraPath
+from fulldit.camera.path import CameraPath
 from fulldit.data import Clip
 from fulldit.data.render import Scene, Solid, Surface, headlight, object_scene, render_many
 from fulldit.data.trajectories import Move, focal, look_at, pose, sample_camera_path

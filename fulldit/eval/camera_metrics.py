@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from fulldit.cameras import STILL_EPS
+from fulldit.camera.path import STILL_EPS
 
 __all__ = ["PoseEstimate", "estimate_poses", "camera_errors", "is_rotation_only", "PROTOCOL"]
 
@@ -436,7 +436,7 @@ def estimate_poses(
 ) -> PoseEstimate:
     """Recover the camera path of a (F, 3, H, W) video in [0, 1] with known (F, 4) normalised intrinsics.
 
-    The intrinsics (fx fy cx cy, normalised per axis by W and H as in `fulldit.cameras`) are fixed per frame,
+    The intrinsics (fx fy cx cy, normalised per axis by W and H as in `fulldit.camera.path`) are fixed per frame,
     so a zoom shows up as a change of intrinsics, never of pose. `rotation_only` selects the homography estimator
     for moves without translation (see `is_rotation_only`); otherwise pycolmap's global mapper runs on SIFT
     features with exhaustive matching and the largest reconstruction is kept. That must register every frame, each

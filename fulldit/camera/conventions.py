@@ -12,7 +12,7 @@ The conventions, all 4x4 rigid matrices in the same files (only the 3x4 pose is 
 columns are always RealEstate10K's normalised `fx fy cx cy`, measured from the top-left corner):
 
 * `opencv`: world-to-camera, camera axes x right, y down, z forward. OpenCV, COLMAP, RealEstate10K, CameraCtrl;
-  fulldit's native convention (`fulldit.cameras`).
+  fulldit's native convention (`fulldit.camera.path`).
 * `c2w`: camera-to-world with the same OpenCV axes (the inverse matrix): its last column is the camera centre.
   Many NeRF / 3D Gaussian Splatting codebases after COLMAP conversion store this.
 * `opengl`: camera-to-world with OpenGL / Blender camera axes: x right, y up, the camera looking down -z (Blender's
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fulldit.cameras import CameraPath, load_camera, save_camera_json, save_camera_re10k, validate
+from fulldit.camera.path import CameraPath, load_camera, save_camera_json, save_camera_re10k, validate
 from fulldit.errors import InputError
 
 CONVENTIONS = ("opencv", "c2w", "opengl")

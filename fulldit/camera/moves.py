@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fulldit.cameras import CameraPath, validate
+from fulldit.camera.path import CameraPath, validate
 from fulldit.data.trajectories import focal
 from fulldit.errors import InputError
 

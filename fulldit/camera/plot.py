@@ -6,7 +6,7 @@ Public API (stable; the CLI and the demo call it):
     plot_path(cam, out_png, title="", target=None) -> Path                the same, written atomically as a .png
 
 `target` is an optional point to mark with a cross (e.g. the orbit target `(0, 0, target_distance)` of a
-`fulldit.camera_moves.build_path` path), in the first camera's coordinates.
+`fulldit.camera.moves.build_path` path), in the first camera's coordinates.
 
 Everything is drawn in the first camera's frame (OpenCV axes: x right, y down, z forward), because a pose file has
 no agreed world "up": the top view looks down on the x-z plane (x to the right, the first camera looking up the
@@ -28,7 +28,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from fulldit.atomic import atomic_path
-from fulldit.cameras import CameraPath
+from fulldit.camera.path import CameraPath
 from fulldit.errors import InputError
 
 MAX_FRUSTA = 24  # more would hide each other; the path line still shows every frame
