@@ -30,7 +30,7 @@ import zlib
 import torch
 import torch.distributed as dist
 
-from fulldit.camera.path import make_path
+from fulldit.camera import build_path
 from fulldit.codecs import CodecConfig
 from fulldit.config import CameraConfig, FlowConfig, FullDiTConfig, ModelConfig, SampleConfig
 from fulldit.generate import Pipeline, Request
@@ -122,7 +122,7 @@ def request(mix: str, args: argparse.Namespace) -> Request:
     if mix in ("all", "depth"):
         req.depth = torch.rand(f, h, w, generator=g) * 10 + 1
     if mix == "all":
-        req.camera = make_path("orbit-left", f, amount=0.5)
+        req.camera = build_path("orbit-left 0.5rad", f)
         req.references = [torch.rand(3, h, w, generator=g) for _ in range(3)]
     return req
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from fulldit.camera.path import CameraPath
+from fulldit.camera import CameraPath
 from fulldit.data.render import render_many
 from fulldit.data.stream import BENCH_SEED_BASE, SyntheticStream
 from fulldit.data.world import ClipPlan, render_batch

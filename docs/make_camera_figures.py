@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from fulldit.atomic import atomic_path
-from fulldit.camera.conventions import CONVENTIONS, from_opencv
-from fulldit.camera.moves import build_path
+from fulldit.camera import CONVENTIONS, build_path
+from fulldit.camera.conventions import from_opencv
 from fulldit.camera.plot import path_figure
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fulldit.camera.path import CameraPath, make_path, save_camera_re10k
+from fulldit.camera import CameraPath, build_path, save_camera_re10k
 from fulldit.video_io import write_image
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +71,7 @@ def shade(colour: torch.Tensor, normal: torch.Tensor, hit: torch.Tensor) -> torc
 
 
 def main() -> None:
-    cam = make_path("orbit-left", FRAMES, amount=0.6, fov_deg=60.0)
+    cam = build_path("orbit-left 0.6rad", FRAMES, fov_deg=60.0)
     save_camera_re10k(cam, HERE / "orbit.txt", url="fulldit examples/make_examples.py: orbit-left 0.6 rad")
     depth = []
     for i in range(FRAMES):
@@ -81,7 +81,7 @@ def main() -> None:
         if i == 0:
             write_image(HERE / "first_frame.png", shade(colour, normal, torch.isfinite(t)))
     np.savez_compressed(HERE / "depth.npz", depth=torch.stack(depth).numpy())
-    side = make_path("orbit-right", 2, amount=1.2)  # the sphere from another side, alone on white
+    side = build_path("orbit-right 1.2rad", 2)  # the sphere from another side, alone on white
     origin, d, _ = rays(side, 1)
     t, colour, normal = trace(origin, d, background=False)
     write_image(HERE / "reference.png", shade(colour, normal, torch.isfinite(t)))

@@ -1,6 +1,6 @@
 """fulldit: FullDiT, one video diffusion transformer for any mix of conditions, learned with full self-attention."""
 
-from fulldit.camera.path import CameraPath, load_camera, make_path
+from fulldit.camera import CameraPath, build_path, load_camera
 from fulldit.config import FullDiTConfig, load_config
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request
@@ -14,9 +14,9 @@ __all__ = [
     "InputError",
     "Pipeline",
     "Request",
+    "build_path",
     "load_camera",
     "load_config",
-    "make_path",
     "read_depth",
     "read_image",
     "read_video",

@@ -592,8 +592,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_camera(args: argparse.Namespace) -> None:
-    from fulldit.camera.conventions import load_camera_as, save_camera_as
-    from fulldit.camera.moves import build_path, describe, make_move, parse_moves
+    from fulldit.camera import build_path, describe, load_camera_as, make_move, parse_moves, save_camera_as
     from fulldit.camera.plot import plot_path
 
     given = {"--degrees": args.degrees, "--distance": args.distance, "--zoom": args.zoom}

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fulldit.camera.conventions import CONVENTIONS, load_camera_as
-from fulldit.camera.moves import MOVE_NAMES, build_path
-from fulldit.camera.path import CameraPath
+from fulldit.camera import CONVENTIONS, MOVE_NAMES, CameraPath, build_path, load_camera_as
 from fulldit.camera.plot import plot_path
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request

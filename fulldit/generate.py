@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from fulldit.camera.path import CameraPath, load_camera
+from fulldit.camera import CameraPath, load_camera
 from fulldit.checkpoint import (
     MAX_SHARD_BYTES,
     load_state,

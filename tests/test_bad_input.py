@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.path import make_path, save_camera_re10k
+from fulldit.camera import build_path, save_camera_re10k
 from fulldit.cli import main
 from fulldit.generate import Pipeline
 from fulldit.video_io import write_image, write_video
@@ -75,7 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.copytree(root / "sharded", root / name)
         damage(root / name)
 
-    save_camera_re10k(make_path("orbit-left", 4, amount=0.4), root / "cam.txt")
+    save_camera_re10k(build_path("orbit-left 0.4rad", 4), root / "cam.txt")
     (root / "cam_bad.txt").write_text("url\n0 0.8 0.8 0.5 0.5 0 0 1 0 0 x\n")
     (root / "cam_bad.json").write_text('{"intrinsics": [0.8, 0.8, 0.5], "w2c": []}')
     write_image(root / "ref.png", torch.rand(3, 16, 16))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.path import make_path
+from fulldit.camera import build_path
 from fulldit.data.world import plan_clip, render_clip
 from fulldit.eval.camera_metrics import PROTOCOL, camera_errors, estimate_poses, is_rotation_only
 
@@ -36,13 +36,13 @@ def _moved_world(w2c: np.ndarray, scale: float) -> np.ndarray:
 
 
 def test_identical_paths_score_zero():
-    w2c = make_path("orbit-left", FRAMES, amount=0.6).w2c
+    w2c = build_path("orbit-left 0.6rad", FRAMES).w2c
     e = camera_errors(w2c, w2c)
     assert e == {"rot_err": 0.0, "trans_err": 0.0, "cammc": 0.0, "translating": 1.0}
 
 
 def test_rotation_offset_on_one_frame_is_that_angle():
-    true = make_path("truck-right", FRAMES).w2c
+    true = build_path("truck-right 1", FRAMES).w2c
     est = true.copy()
     centre = -est[7, :3, :3].T @ est[7, :3, 3]
     est[7, :3, :3] = _rotation([1.0, 2.0, 3.0], 0.1) @ est[7, :3, :3]
@@ -54,7 +54,7 @@ def test_rotation_offset_on_one_frame_is_that_angle():
 
 
 def test_scaled_and_moved_path_has_no_translation_error():
-    true = make_path("orbit-right", FRAMES, amount=0.7).w2c
+    true = build_path("orbit-right 0.7rad", FRAMES).w2c
     est = _moved_world(true, scale=3.0)  # what SfM returns: its own origin, axes and unit
     e = camera_errors(est, true)
     assert e["rot_err"] < 1e-9 and e["trans_err"] < 1e-9 and e["cammc"] < 1e-9
@@ -62,14 +62,14 @@ def test_scaled_and_moved_path_has_no_translation_error():
 
 
 def test_wrong_path_scores_high():
-    e = camera_errors(make_path("truck-right", FRAMES).w2c, make_path("orbit-left", FRAMES, amount=0.6).w2c)
+    e = camera_errors(build_path("truck-right 1", FRAMES).w2c, build_path("orbit-left 0.6rad", FRAMES).w2c)
     assert e["rot_err"] > 3.0 and e["trans_err"] > 5.0 and e["cammc"] > 5.0
-    mirrored = camera_errors(make_path("pan-right", FRAMES, 0.5).w2c, make_path("pan-left", FRAMES, 0.5).w2c)
+    mirrored = camera_errors(build_path("pan-right 0.5rad", FRAMES).w2c, build_path("pan-left 0.5rad", FRAMES).w2c)
     assert mirrored["rot_err"] > 5.0
 
 
 def test_non_translating_true_path_has_no_trans_err():
-    true = make_path("pan-left", FRAMES, amount=0.5).w2c
+    true = build_path("pan-left 0.5rad", FRAMES).w2c
     est = true.copy()
     est[1:, :3, 3] += np.random.default_rng(0).normal(0, 1e-3, (FRAMES - 1, 3))  # SfM noise, arbitrary unit
     e = camera_errors(est, true)
@@ -80,7 +80,7 @@ def test_non_translating_true_path_has_no_trans_err():
 
 
 def test_still_estimate_of_a_translating_path_scores_its_full_translation():
-    true = make_path("truck-right", FRAMES).w2c  # centres at s * x, s = 0 .. 1
+    true = build_path("truck-right 1", FRAMES).w2c  # centres at s * x, s = 0 .. 1
     e = camera_errors(np.tile(np.eye(4), (FRAMES, 1, 1)), true)
     assert e["rot_err"] == 0.0
     assert e["trans_err"] == pytest.approx(np.linspace(0, 1, FRAMES).sum())
@@ -176,7 +176,7 @@ def test_unusable_video_fails_with_a_message(kind, rotation_only, tmp_path, monk
         video = torch.rand(FRAMES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     else:
         video = torch.full((FRAMES, 3, SIZE, SIZE), 0.4)
-    intr = make_path("static", FRAMES).intrinsics
+    intr = build_path("static", FRAMES).intrinsics
     est = estimate_poses(video, intr, rotation_only=rotation_only)
     assert est.method == "failed" and est.w2c is None
     assert est.message and "\n" not in est.message

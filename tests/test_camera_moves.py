@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fulldit.camera import MOVE_NAMES, CameraMove, CameraPath, build_path, describe, load_camera, make_move, parse_moves
 from fulldit.camera.conventions import CONVENTIONS, from_opencv, load_camera_as, save_camera_as, to_opencv
-from fulldit.camera.moves import MOVE_NAMES, CameraMove, build_path, describe, make_move, parse_moves
-from fulldit.camera.path import CameraPath, load_camera, parse_re10k
+from fulldit.camera.files import parse_re10k
 from fulldit.camera.plot import path_figure
 from fulldit.cli import main
 from fulldit.errors import InputError

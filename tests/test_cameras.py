@@ -1,4 +1,4 @@
-"""fulldit.camera.path: file round trips, the relative-pose convention, named moves, intrinsics, Plücker rays."""
+"""fulldit.camera path and files: round trips, the relative-pose convention, named moves, intrinsics, Plücker rays."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.path import (
-    MOVES,
+from fulldit.camera import (
+    MOVE_NAMES,
     CameraPath,
+    build_path,
     camera_features,
     load_camera,
-    make_path,
+    make_move,
     parse_camera_json,
     parse_re10k,
     plucker_rays,
@@ -52,10 +53,10 @@ def project(k: np.ndarray, point_cam: np.ndarray) -> np.ndarray:
 # --- file round trips ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("move", ["orbit-left", "zoom-in", "tilt-up"])
+@pytest.mark.parametrize("move", ["orbit-left 0.7rad", "zoom-in 1.7x", "tilt-up 0.7rad"])
 @pytest.mark.parametrize("ext", [".txt", ".json"])
 def test_round_trip(tmp_path: Path, move: str, ext: str) -> None:
-    cam = make_path(move, 9, amount=0.7, fov_deg=50.0, aspect=16 / 9)
+    cam = build_path(move, 9, width=160, height=90, fov_deg=50.0)
     path = tmp_path / f"cam{ext}"
     if ext == ".txt":
         save_camera_re10k(cam, path, url="https://www.youtube.com/watch?v=abc")
@@ -120,7 +121,7 @@ def test_relative_scale_normalisation() -> None:
 def test_relative_pure_rotation_is_not_blown_up() -> None:
     rng = np.random.default_rng(3)
     world = random_rigid(rng, scale=100.0)  # a pan placed far from the origin: centres agree only up to rounding
-    pan = make_path("pan-right", 8, amount=0.5)
+    pan = build_path("pan-right 0.5rad", 8)
     cam = CameraPath(pan.intrinsics, pan.w2c @ np.linalg.inv(world))
     rel = cam.relative()
     assert np.abs(rel.w2c[:, :3, 3]).max() < 1e-9
@@ -128,7 +129,7 @@ def test_relative_pure_rotation_is_not_blown_up() -> None:
 
 
 def test_camera_features_layout() -> None:
-    cam = make_path("dolly-in", 5, amount=4.0)
+    cam = build_path("dolly-in 4", 5)
     feats = camera_features(cam)
     assert feats.shape == (5, 16) and feats.dtype == torch.float32
     np.testing.assert_allclose(feats[0, :12].numpy(), np.eye(4)[:3].reshape(-1))
@@ -137,29 +138,30 @@ def test_camera_features_layout() -> None:
 
 
 def test_subsample() -> None:
-    cam = make_path("truck-right", 10)
+    cam = build_path("truck-right 1", 10)
     sub = cam.subsample([0, 3, 9])
     np.testing.assert_allclose(sub.w2c, cam.w2c[[0, 3, 9]])
     with pytest.raises(InputError, match="10 frames"):
         cam.subsample([0, 10])
 
 
-# --- named moves --------------------------------------------------------------------------------------------------
+# --- named moves (fulldit.camera.moves), as the rest of the code and the tests build paths --------------------------
 
 
 def test_every_move_is_valid_and_starts_at_identity() -> None:
-    for move in MOVES:
-        cam = make_path(move, 7)
+    for move in MOVE_NAMES:
+        cam = build_path([make_move(move)], 7)
         validate(cam, move)
         np.testing.assert_allclose(cam.w2c[0], np.eye(4), atol=1e-12)
-    assert make_path("pan-left", 1).num_frames == 1
+    with pytest.raises(InputError, match="at least 2 frames"):
+        build_path("pan-left", 1)
     with pytest.raises(InputError, match="orbit-left"):
-        make_path("spin", 5)
+        build_path("spin", 5)
 
 
 def test_dolly_moves_along_view_axis() -> None:
     for move, sign in (("dolly-in", 1.0), ("dolly-out", -1.0)):
-        cam = make_path(move, 6, amount=2.0)
+        cam = build_path(f"{move} 2", 6)
         centres = cam.camera_centers()
         view_axis = cam.w2c[0, :3, :3].T @ np.array([0.0, 0.0, 1.0])  # camera +z in world coordinates
         np.testing.assert_allclose(centres - centres[0], sign * np.outer(np.linspace(0, 2, 6), view_axis), atol=1e-12)
@@ -167,21 +169,21 @@ def test_dolly_moves_along_view_axis() -> None:
 
 
 def test_pan_rotates_about_y_in_place() -> None:
-    cam = make_path("pan-right", 5, amount=0.4)
+    cam = build_path("pan-right 0.4rad", 5)
     np.testing.assert_allclose(cam.camera_centers(), 0.0, atol=1e-12)
     rot = cam.w2c[-1, :3, :3]
     np.testing.assert_allclose(rot @ [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], atol=1e-12)  # y axis is the rotation axis
     forward = rot.T @ [0.0, 0.0, 1.0]
     assert forward[0] > 0  # pan-right looks towards +x
     assert math.acos(forward[2]) == pytest.approx(0.4)
-    assert (make_path("pan-left", 5, amount=0.4).w2c[-1, :3, :3].T @ [0, 0, 1])[0] < 0
-    assert (make_path("tilt-up", 5, amount=0.4).w2c[-1, :3, :3].T @ [0, 0, 1])[1] < 0  # up is -y
+    assert (build_path("pan-left 0.4rad", 5).w2c[-1, :3, :3].T @ [0, 0, 1])[0] < 0
+    assert (build_path("tilt-up 0.4rad", 5).w2c[-1, :3, :3].T @ [0, 0, 1])[1] < 0  # up is -y
 
 
 def test_orbit_keeps_distance_and_target_centred() -> None:
     target = np.array([0.0, 0.0, 2.0])
     for move, side in (("orbit-left", -1.0), ("orbit-right", 1.0)):
-        cam = make_path(move, 9, amount=1.2)
+        cam = build_path(f"{move} 1.2rad", 9)
         centres = cam.camera_centers()
         np.testing.assert_allclose(np.linalg.norm(centres - target, axis=1), 2.0, atol=1e-12)
         assert np.sign(centres[-1, 0]) == side
@@ -191,7 +193,7 @@ def test_orbit_keeps_distance_and_target_centred() -> None:
 
 
 def test_zoom_changes_only_focal() -> None:
-    cam = make_path("zoom-in", 4, amount=1.0, fov_deg=90.0)
+    cam = build_path("zoom-in 2x", 4, fov_deg=90.0)
     np.testing.assert_allclose(cam.w2c, np.broadcast_to(np.eye(4), (4, 4, 4)))
     np.testing.assert_allclose(cam.intrinsics[:, 2:], 0.5)
     np.testing.assert_allclose(cam.intrinsics[[0, -1], 0], [0.5, 1.0])  # 90 deg: fx = 0.5, doubled at the end

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.path import make_path, save_camera_re10k
+from fulldit.camera import build_path, save_camera_re10k
 from fulldit.cli import main
 from fulldit.generate import Pipeline
 from fulldit.video_io import read_image, read_video, write_image, write_video
@@ -34,7 +34,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     randomize(pipe.model)
     pipe.save_pretrained(d / "ckpt")
     g = torch.Generator().manual_seed(0)
-    save_camera_re10k(make_path("orbit-left", F, amount=0.4), d / "cam.txt")
+    save_camera_re10k(build_path("orbit-left 0.4rad", F), d / "cam.txt")
     write_image(d / "ref.png", torch.rand(3, 17, 31, generator=g))  # an odd size: resized and cropped
     ramp = torch.linspace(0.1, 0.9, S)
     write_image(
@@ -168,7 +168,7 @@ def bad_cases(inputs: dict[str, Path]) -> dict[str, tuple[dict[str, str], str]]:
     nan_depth[2, 3, 3] = np.nan
     np.save(d / "nan_depth.npy", nan_depth)
     np.save(d / "short_depth.npy", np.ones((F - 1, S, S), np.float32))
-    save_camera_re10k(make_path("pan-left", F + 1), d / "cam5.txt")
+    save_camera_re10k(build_path("pan-left 1rad", F + 1), d / "cam5.txt")
     return {
         "missing camera": ({"--camera": str(d / "nope.txt")}, "nope.txt"),
         "short pose line": ({"--camera": write(d, "short.txt", "url\n0 0.8 0.8 0.5 0.5 0 0 1 0 0\n")}, "short.txt:2"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fulldit.camera.path import make_path
+from fulldit.camera import build_path
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.camera import camera_input
 from fulldit.conditions.depth import depth_video
@@ -13,7 +13,7 @@ from tests.conftest import tiny_model_config
 
 
 def test_camera_tokens_input_groups_frames_per_latent() -> None:
-    cam = make_path("dolly-in", 9, amount=1.0)
+    cam = build_path("dolly-in 1", 9)
     grid = Grid(t=3, h=4, w=4, patch=(1, 2, 2))
     x = camera_input(cam, grid, "tokens", frames_per_token=4, stride_t=4, causal=True)
     assert x.shape == (3, 4 * 16)
@@ -26,7 +26,7 @@ def test_camera_tokens_input_groups_frames_per_latent() -> None:
 
 
 def test_camera_plucker_input_is_on_the_token_grid() -> None:
-    cam = make_path("pan-right", 4, amount=0.5)
+    cam = build_path("pan-right 0.5rad", 4)
     grid = Grid(t=2, h=3, w=5, patch=(2, 2, 2))
     x = camera_input(cam, grid, "plucker", frames_per_token=2, stride_t=1, causal=False)
     assert x.shape == (2, 3, 5, 12)

@@ -311,7 +311,7 @@ def test_generate_end_to_end(converted: Path, tmp_path: Path, capsys: pytest.Cap
     """`fulldit generate` on the converted checkpoint: Wan VAE + UMT5 + transformer, text-only and with conditions."""
     import numpy as np
 
-    from fulldit.camera.path import make_path, save_camera_re10k
+    from fulldit.camera import build_path, save_camera_re10k
     from fulldit.video_io import read_video, write_image
 
     frames, size = 5, 32  # the Wan VAE takes 1 + 4k frames, sizes divisible by 8 (x patch 2)
@@ -320,7 +320,7 @@ def test_generate_end_to_end(converted: Path, tmp_path: Path, capsys: pytest.Cap
     assert main(base + ["-o", str(tmp_path / "t2v.mp4")]) == 0
 
     g = torch.Generator().manual_seed(0)
-    save_camera_re10k(make_path("orbit-left", frames, amount=0.4), tmp_path / "cam.txt")
+    save_camera_re10k(build_path("orbit-left 0.4rad", frames), tmp_path / "cam.txt")
     write_image(tmp_path / "ref.png", torch.rand(3, 40, 24, generator=g))
     write_image(tmp_path / "first.png", torch.rand(3, size, size, generator=g))
     np.savez(tmp_path / "depth.npz", depth=np.random.default_rng(0).uniform(1, 3, (frames, size, size)))

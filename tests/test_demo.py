@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.moves import build_path
-from fulldit.camera.path import save_camera_re10k
+from fulldit.camera import build_path, save_camera_re10k
 from fulldit.demo import Demo
 from fulldit.generate import Pipeline
 from tests.conftest import randomize, tiny_config

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import fulldit.data.formats as formats
-from fulldit.camera.path import CameraPath, make_path, save_camera_re10k
+from fulldit.camera import CameraPath, build_path, save_camera_re10k
 from fulldit.data import Clip
 from fulldit.data.formats import FORMAT, ClipFolder, ManifestWriter, read_manifest, validate, write_clip
 from fulldit.errors import InputError
@@ -31,7 +31,7 @@ def make_clip(frames: int = 8, height: int = 32, width: int = 48, seed: int = 0)
     return Clip(
         video=smooth_video(frames, height, width, seed),
         depth=torch.rand(frames, height, width, generator=g) * 20 + 0.3,
-        camera=make_path("orbit-left", frames, amount=0.5, aspect=width / height),
+        camera=build_path("orbit-left 0.5rad", frames, width, height),
         references=[torch.rand(3, 20, 30, generator=g), torch.rand(3, 16, 16, generator=g)],
         caption=f"clip {seed}: a chair \u2014 \u00abtest\u00bb\u2028second line",
         meta={"seed": seed, "move": "orbit-left", "scale": np.float64(0.5), "objects": [{"name": "chair"}]},
@@ -125,7 +125,7 @@ def test_odd_size_is_cropped_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [(24, 24), (16, 40)])
 def test_resize_crop_moves_pixels_and_intrinsics_together(tmp_path: Path, size: tuple[int, int]) -> None:
     h, w = 32, 48
-    cam = make_path("static", 4, fov_deg=60.0, aspect=w / h)
+    cam = build_path("static", 4, w, h, fov_deg=60.0)
     point = np.array([0.35, -0.1, 2.0])  # camera coordinates (the static camera's w2c is the identity)
     (u, v, _), k = cam.intrinsics_px(h, w)[0] @ point / point[2], cam.intrinsics_px(h, w)[0]
     assert k[0, 0] > 0
@@ -162,7 +162,7 @@ def test_resize_crop_moves_pixels_and_intrinsics_together(tmp_path: Path, size: 
 def test_sampling_is_deterministic_and_poses_follow(tmp_path: Path) -> None:
     n = 16
     video = ((torch.arange(n) + 1) / (n + 1)).view(n, 1, 1, 1).expand(n, 3, 16, 16).contiguous()  # frame k: grey
-    cam = make_path("dolly-in", n, amount=1.5)  # frame k: camera at z = 0.1 k
+    cam = build_path("dolly-in 1.5", n)  # frame k: camera at z = 0.1 k
     make_dataset(tmp_path, [Clip(video, camera=cam), Clip(video, camera=cam)])
 
     def indices(clip: Clip) -> list[int]:
@@ -209,7 +209,7 @@ def _drop_key(root: Path, key: str) -> None:
 BREAKS = {  # how to break clip 000001 (manifest line 2), and what the report must say
     "missing video": (lambda r: (r / "clips/000001/video.mp4").unlink(), "clips/000001/video.mp4: no such file"),
     "too few frames": (None, "video has 5 frames, need 7"),
-    "pose count": (lambda r: _rewrite_camera(r, make_path("static", 7)), "camera.txt has 7 poses, video has 8"),
+    "pose count": (lambda r: _rewrite_camera(r, build_path("static", 7)), "camera.txt has 7 poses, video has 8"),
     "bad pose line": (_bad_pose_line, "camera.txt:4: expected 19 numbers"),
     "depth count": (lambda r: (r / "clips/000001/depth/00007.png").unlink(), "has 7 depth frames, video has 8"),
     "depth size": (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fulldit.camera.path import make_path
+from fulldit.camera import build_path
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request, guidance_branches
 from tests.conftest import randomize, tiny_config
@@ -25,7 +25,7 @@ def full_request(**kw) -> Request:
     g = torch.Generator().manual_seed(7)
     base = dict(
         prompt="a red sphere on a checkered floor",
-        camera=make_path("orbit-left", F, amount=0.5),
+        camera=build_path("orbit-left 0.5rad", F),
         references=[torch.rand(3, 24, 20, generator=g)],
         depth=torch.rand(F, S, S, generator=g) + 0.5,
         seed=3,
@@ -81,7 +81,7 @@ def test_guidance_rows_are_an_affine_combination() -> None:
 def test_request_errors() -> None:
     pipe = pipeline()
     with pytest.raises(InputError, match="cam.txt: 5 camera poses, but the video has 4 frames"):
-        pipe.generate(full_request(camera=make_path("pan-left", 5), sources={"camera": "cam.txt"}))
+        pipe.generate(full_request(camera=build_path("pan-left 1rad", 5), sources={"camera": "cam.txt"}))
     with pytest.raises(InputError, match="3 depth frames"):
         pipe.generate(full_request(depth=torch.rand(3, S, S) + 0.5))
     with pytest.raises(InputError, match="at most 4"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.path import load_camera, save_camera_re10k
+from fulldit.camera import load_camera, save_camera_re10k
 from fulldit.cli import main
 from fulldit.conditions.depth import depth_video
 from fulldit.data.formats import ClipFolder, read_manifest, validate

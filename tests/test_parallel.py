@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fulldit.camera.path import make_path, save_camera_re10k
+from fulldit.camera import build_path, save_camera_re10k
 from fulldit.config import load_config
 from fulldit.errors import InputError
 from fulldit.generate import Pipeline, Request
@@ -46,7 +46,7 @@ def every_condition() -> Request:
     g = torch.Generator().manual_seed(7)
     return Request(
         prompt="a red sphere on a checkered floor",
-        camera=make_path("orbit-left", F, amount=0.5),
+        camera=build_path("orbit-left 0.5rad", F),
         references=[torch.rand(3, 24, 20, generator=g), torch.rand(3, S, S, generator=g)],
         depth=torch.rand(F, S, S, generator=g) + 0.5,
         first_frame=torch.rand(3, S, S, generator=g),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fulldit.data.render import render
-from fulldit.data.trajectories import Move, build_path
+from fulldit.data.trajectories import Move, world_path
 from fulldit.data.world import plan_clip
 from fulldit.errors import InputError
 from fulldit.eval.video_metrics import PSNR_CAP, dynamic_degree, motion_agreement, optical_flow, psnr, smoothness, ssim
@@ -102,8 +102,8 @@ def test_motion_agreement_on_the_synthetic_world():
     target = np.mean([s.center for s in plan.scene.objects()], axis=0)
     target[1] = 0.35  # what plan_clip aims the camera at
     centre = plan.camera.camera_centers()[0]
-    right = build_path(Move((("orbit", "right", amount),), plan.move.profile), 8, centre, target)
-    assert np.allclose(build_path(plan.move, 8, centre, target).w2c, plan.camera.w2c, atol=1e-6)
+    right = world_path(Move((("orbit", "right", amount),), plan.move.profile), 8, centre, target)
+    assert np.allclose(world_path(plan.move, 8, centre, target).w2c, plan.camera.w2c, atol=1e-6)
 
     gt = render(plan.scene, plan.camera, 64, 64)[0]
     g = torch.Generator().manual_seed(0)

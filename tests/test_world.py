@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.camera.path import make_path
+from fulldit.camera import MOVE_NAMES, build_path
 from fulldit.data.render import Scene, Solid, Surface, render
-from fulldit.data.trajectories import VERBS, Move, build_path, look_at, pose
+from fulldit.data.trajectories import JOINT_MOVES, MOVES, VERBS, Move, look_at, pose, world_path
 from fulldit.data.world import PATTERN_WORDS, caption, plan_clip, render_batch, render_clip
 from fulldit.errors import InputError
 
@@ -86,7 +86,7 @@ def test_depth_is_camera_z_of_a_known_plane():
     wall = Surface("checks", ((0.9, 0.9, 0.9), (0.1, 0.1, 0.1)), 0.5)
     room = Scene([], (-5.0, 0.0, -5.0), (5.0, 3.0, 5.0), (wall,) * 6, (0.0, 2.5, 0.0, 1.0))
     cam_pose = pose(np.array([0.0, 1.5, 3.0]), 0.0, 0.0)  # looks at +z, the wall at z = 5
-    from fulldit.camera.path import CameraPath
+    from fulldit.camera import CameraPath
 
     cam = CameraPath(np.array([[0.5 / math.tan(math.radians(35)), 0.5 / math.tan(math.radians(35)), 0.5, 0.5]]),
                      cam_pose[None])  # fmt: skip
@@ -130,16 +130,19 @@ def test_camera_stays_inside_the_room_and_sees_the_objects():
     assert names >= {"static", "pan", "tilt", "dolly", "truck", "orbit", "zoom"}
 
 
-def test_move_directions_match_fulldit_cameras():
-    """Relative poses of a level camera equal `make_path`'s for the same named move (the project's convention)."""
+def test_move_directions_match_fulldit_camera_moves():
+    """The world's moves are those of fulldit.camera.moves (one vocabulary): relative poses of a level camera equal
+    `build_path`'s for the same named move."""
+    assert set(MOVES) <= set(MOVE_NAMES)
+    assert {part for joint in JOINT_MOVES for part in joint.split("+")} <= {m.split("-")[0] for m in MOVES}
     centre, target = np.array([0.0, 1.2, 0.0]), np.array([0.0, 1.2, 2.0])
-    cases = [("pan", "left", 0.4, "pan-left", 0.4), ("tilt", "up", 0.3, "tilt-up", 0.3),
-             ("dolly", "in", 0.8, "dolly-in", 0.8), ("truck", "left", 0.7, "truck-left", 0.7),
-             ("orbit", "left", 0.5, "orbit-left", 0.5), ("zoom", "in", 1.5, "zoom-in", 0.5),
-             ("truck", "right", 0.7, "truck-right", 0.7)]  # fmt: skip
-    for kind, direction, amount, name, ref_amount in cases:
-        ours = build_path(Move(((kind, direction, amount),)), 5, centre, target).relative(normalize_scale=False)
-        ref = make_path(name, 5, amount=ref_amount).relative(normalize_scale=False)
+    cases = [("pan", "left", 0.4, "pan-left 0.4rad"), ("tilt", "up", 0.3, "tilt-up 0.3rad"),
+             ("dolly", "in", 0.8, "dolly-in 0.8"), ("truck", "left", 0.7, "truck-left 0.7"),
+             ("orbit", "left", 0.5, "orbit-left 0.5rad"), ("zoom", "in", 1.5, "zoom-in 1.5x"),
+             ("truck", "right", 0.7, "truck-right 0.7")]  # fmt: skip
+    for kind, direction, amount, name in cases:
+        ours = world_path(Move(((kind, direction, amount),)), 5, centre, target).relative(normalize_scale=False)
+        ref = build_path(name, 5).relative(normalize_scale=False)
         assert np.allclose(ours.w2c, ref.w2c, atol=1e-9), name
         assert np.allclose(ours.intrinsics, ref.intrinsics, atol=1e-9), name
     assert look_at(centre, target) == (0.0, 0.0)

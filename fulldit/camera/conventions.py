@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fulldit.camera.path import CameraPath, load_camera, save_camera_json, save_camera_re10k, validate
+from fulldit.camera.files import load_camera, save_camera_json, save_camera_re10k
+from fulldit.camera.path import CameraPath, validate
 from fulldit.errors import InputError
 
 CONVENTIONS = ("opencv", "c2w", "opengl")

@@ -1,8 +1,11 @@
 """Camera paths from named moves: "orbit-left 30deg then dolly-in 0.5" -> a `CameraPath` (what `fulldit camera` writes).
 
-Public API (stable; the demo calls it):
+fulldit's one vocabulary of camera moves: `fulldit camera`, the demo, the tests and the synthetic world's camera
+sampling (`fulldit.world.trajectories`, which places the same moves around a scene's target) use these names and
+directions; written as text, a kind's amount has the unit below. Public API (stable; the demo calls it):
 
-    MOVE_NAMES                                   every move name, e.g. "orbit-left", for menus
+    KINDS                                        kind -> (its directions, the unit of its amount)
+    MOVE_NAMES                                   every move name, kind-direction, e.g. "orbit-left", for menus
     CameraMove(name, amount)                     one move; amount in the move's unit (below)
     make_move(name, amount=None) -> CameraMove   the same, with the default amount when `amount` is None
     parse_moves(text) -> list[CameraMove]        "orbit-left 30deg then dolly-in 0.5" -> moves
@@ -43,8 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fulldit.camera.path import CameraPath, validate
-from fulldit.data.trajectories import focal
+from fulldit.camera.path import CameraPath, fov_intrinsics, validate
 from fulldit.errors import InputError
 
 # kind -> (directions, unit); units: "deg" rotations, "units" scene-unit translations, "x" focal ratio
@@ -230,7 +232,7 @@ def build_path(
     intr = np.zeros((frames, 4))
     for f, (r, c, z) in enumerate(poses):
         w2c[f, :3, :3], w2c[f, :3, 3] = r.T, -r.T @ c
-        intr[f] = focal(width / height, z, float(fov_deg))
+        intr[f] = fov_intrinsics(width / height, z, float(fov_deg))
     cam = CameraPath(intr, w2c)
     validate(cam, "camera path")  # e.g. a zoom ratio so large that the focal length overflows
     return cam

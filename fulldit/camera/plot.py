@@ -4,6 +4,7 @@ Public API (stable; the CLI and the demo call it):
 
     path_figure(cam, title="", target=None) -> matplotlib.figure.Figure   the two views, for a page (e.g. gr.Plot)
     plot_path(cam, out_png, title="", target=None) -> Path                the same, written atomically as a .png
+    top_view(cam, size=128) -> Tensor                                      a small top view for the preview sheet
 
 `target` is an optional point to mark with a cross (e.g. the orbit target `(0, 0, target_distance)` of a
 `fulldit.camera.moves.build_path` path), in the first camera's coordinates.
@@ -21,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
@@ -104,3 +107,30 @@ def plot_path(cam: CameraPath, out_png: str | Path, title: str = "", target: Seq
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
     return out
+
+
+def top_view(cam: CameraPath, size: int = 128) -> torch.Tensor:
+    """A small (3, size, size) picture in [0, 1] for the preview sheet: the relative path seen from above (x right, z
+    up the image), camera centres and viewing directions coloured by time."""
+    rel = cam.relative()
+    centres = rel.camera_centers()  # (F, 3)
+    forward = np.stack([w[2, :3] for w in rel.w2c])  # camera +z axis in world coordinates (row 3 of R)
+    pts = np.concatenate([centres[:, [0, 2]], centres[:, [0, 2]] + 0.25 * forward[:, [0, 2]]])
+    lo, hi = pts.min(0), pts.max(0)
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-3))
+    margin = 0.15 * size
+
+    def px(p: np.ndarray) -> tuple[int, int]:
+        q = (p - (lo + hi) / 2) / span * (size - 2 * margin) + size / 2
+        return int(round(q[0])), int(round(size - q[1]))  # z grows upwards in the image
+
+    img = np.full((size, size, 3), 255, np.uint8)
+    n = len(centres)
+    for i in range(n):
+        colour = tuple(
+            int(c) for c in cv2.applyColorMap(np.uint8([[255 * i // max(n - 1, 1)]]), cv2.COLORMAP_VIRIDIS)[0, 0]
+        )
+        start = centres[i, [0, 2]]
+        cv2.arrowedLine(img, px(start), px(start + 0.25 * forward[i, [0, 2]]), colour, 1, tipLength=0.3)
+        cv2.circle(img, px(start), 2, colour, -1)
+    return torch.from_numpy(img[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255  # BGR -> RGB

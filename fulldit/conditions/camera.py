@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from fulldit.camera.path import CameraPath, camera_features, plucker_rays
+from fulldit.camera import CameraPath, camera_features, plucker_rays
 from fulldit.conditions.base import ConditionInput, Grid
 from fulldit.conditions.frames import latent_index
 from fulldit.sequence import Segment, grid_positions

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fulldit.camera.path import CameraPath
+from fulldit.camera import CameraPath
 
 
 @dataclass

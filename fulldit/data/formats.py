@@ -22,7 +22,7 @@ Keys:
 * ``video`` (required): a video file PyAV decodes; `write_clip` writes H.264 ``.mp4``.
 * ``caption`` (required): the text prompt (may be empty).
 * ``id``: a unique name for reports (default: the ``video`` path); `write_clip` uses the clip's folder name.
-* ``camera``: RealEstate10K / CameraCtrl ``.txt`` (or the JSON form, ``.json``; see `fulldit.camera.path`) with
+* ``camera``: RealEstate10K / CameraCtrl ``.txt`` (or the JSON form, ``.json``; see `fulldit.camera.files`) with
   exactly one pose per video frame, intrinsics normalised for the full (uncropped) video frame.
 * ``depth``: metric depth with one frame per video frame, of the video's size: a folder of single-channel PNG
   frames (16-bit, taken in natural name order; `write_clip` names them ``00000.png`` ...) or a ``.npz`` / ``.npy``
@@ -75,7 +75,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fulldit.atomic import atomic_path
-from fulldit.camera.path import CameraPath, load_camera, save_camera_re10k
+from fulldit.camera import CameraPath, load_camera, save_camera_re10k
 from fulldit.data import Clip
 from fulldit.errors import InputError
 from fulldit.video_io import (

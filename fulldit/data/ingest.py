@@ -55,7 +55,7 @@ import torch
 from tqdm import tqdm
 
 from fulldit.atomic import atomic_path
-from fulldit.camera.path import CameraPath, load_camera
+from fulldit.camera import CameraPath, load_camera
 from fulldit.data import Clip
 from fulldit.data.formats import ManifestWriter, read_manifest, write_clip
 from fulldit.errors import InputError

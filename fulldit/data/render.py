@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fulldit.camera.path import CameraPath
+from fulldit.camera import CameraPath
 from fulldit.errors import InputError
 
 SHAPES = ("sphere", "box", "cylinder")

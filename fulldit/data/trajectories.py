@@ -1,9 +1,13 @@
 """Camera paths inside the synthetic room: a start pose looking at the objects, then one named move or two at once.
 
 World axes are y-up (floor at y = 0); cameras use fulldit's OpenCV convention (x right, y down, z forward) and
-world-to-camera extrinsics. Directions follow `fulldit.camera.path.make_path`: pan-left turns the view left, tilt-up
-turns it up, dolly-in moves forward, truck-left moves the camera to its left, orbit-left moves it to its left around the
-target while turning to keep the target centred, zoom-in narrows the field of view.
+world-to-camera extrinsics. The moves are those of `fulldit.camera.moves`, by the same names and with the same
+directions (tested against its `build_path`): pan-left turns the view left, tilt-up turns it up, dolly-in moves
+forward, truck-left moves the camera to its left, orbit-left moves it to its left around the target while turning to
+keep the target centred, zoom-in narrows the field of view. What the world adds is where a move happens: from a
+start pose looking at the scene's objects, orbits about the vertical through them, dolly and truck level with the
+floor, and up to two moves played at once (`JOINT_MOVES`, e.g. "orbit+tilt"). Amounts are kept in radians (rotations),
+metres and focal ratios, as the clips' metadata records them (`Move.to_dict`).
 
 Magnitudes are drawn large enough that a camera metric can tell the moves apart: rotations of 15-40 degrees and
 translations of 30-60% of the camera-to-target distance. Every path is checked to stay inside the room (with a
@@ -18,16 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fulldit.camera.path import CameraPath
+from fulldit.camera.moves import KINDS, MOVE_NAMES
+from fulldit.camera.path import CameraPath, fov_intrinsics
 from fulldit.errors import InputError
 
-DIRECTIONS = {
-    "static": (), "pan": ("left", "right"), "tilt": ("up", "down"), "dolly": ("in", "out"),
-    "truck": ("left", "right"), "orbit": ("left", "right"), "zoom": ("in", "out"),
-}  # fmt: skip
-MOVES = ("static", "pan-left", "pan-right", "tilt-up", "tilt-down", "dolly-in", "dolly-out",
-         "truck-left", "truck-right", "orbit-left", "orbit-right", "zoom-in", "zoom-out")  # fmt: skip
-COMBOS = ("orbit+tilt", "dolly+pan", "truck+tilt", "orbit+dolly", "zoom+pan", "truck+pan")
+WORLD_KINDS = ("pan", "tilt", "dolly", "truck", "orbit", "zoom")  # the kinds the world samples, in label order
+# each kind's directions as `fulldit.camera.moves` names them; the world orbits about the vertical only
+DIRECTIONS = {"static": (), **{k: KINDS[k][0][:2] for k in WORLD_KINDS}}
+MOVES = ("static", *(f"{k}-{d}" for k in WORLD_KINDS for d in DIRECTIONS[k]))  # pan-left ... zoom-out
+assert set(MOVES) <= set(MOVE_NAMES)
+JOINT_MOVES = ("orbit+tilt", "dolly+pan", "truck+tilt", "orbit+dolly", "zoom+pan", "truck+pan")  # played at once
 # (low, high, unit): rotations in radians, translations as a fraction of the distance to the target, zoom as a ratio
 AMOUNTS = {
     "pan": (math.radians(15), math.radians(40), "rad"), "tilt": (math.radians(12), math.radians(25), "rad"),
@@ -62,12 +66,14 @@ class Move:
         return {"name": self.name, "parts": parts, "profile": self.profile}
 
 
-def parse_moves(moves: Sequence[str] | None) -> list[list[tuple[str, str | None]]]:
+def move_specs(moves: Sequence[str] | None) -> list[list[tuple[str, str | None]]]:
     """Allowed moves as lists of (kind, direction or None = random). Accepts "orbit", "orbit-left", "orbit+tilt-up"."""
     if moves is None:
-        moves = [*MOVES[1:], "static", "static", *COMBOS]  # every single move, static twice, and the combinations
+        moves = [*MOVES[1:], "static", "static", *JOINT_MOVES]  # every single move, static twice, the joint moves
     if isinstance(moves, str) or not moves:
-        raise InputError(f"moves must be a non-empty list of names like {MOVES[1]!r} or {COMBOS[0]!r}, got {moves!r}")
+        raise InputError(
+            f"moves must be a non-empty list of names like {MOVES[1]!r} or {JOINT_MOVES[0]!r}, got {moves!r}"
+        )
     out = []
     for name in moves:
         spec = []
@@ -108,13 +114,7 @@ def look_at(centre: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     return math.atan2(v[0], v[2]), math.atan2(v[1], math.hypot(v[0], v[2]))
 
 
-def focal(aspect: float, zoom: float = 1.0, fov_deg: float = FOV_DEG) -> list[float]:
-    """Normalised [fx, fy, cx, cy] for a `fov_deg` horizontal view, square pixels at width/height `aspect`."""
-    fx = 0.5 / math.tan(math.radians(fov_deg) / 2) * zoom
-    return [fx, fx * aspect, 0.5, 0.5]
-
-
-def build_path(move: Move, frames: int, centre: np.ndarray, target: np.ndarray, aspect: float = 1.0) -> CameraPath:
+def world_path(move: Move, frames: int, centre: np.ndarray, target: np.ndarray, aspect: float = 1.0) -> CameraPath:
     """The camera path of `move` starting at `centre` looking at `target` (amounts as in `Move.parts`)."""
     yaw0, pitch0 = look_at(centre, target)
     tau = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
@@ -144,7 +144,7 @@ def build_path(move: Move, frames: int, centre: np.ndarray, target: np.ndarray, 
             elif kind == "zoom":
                 zoom = (amount if sign > 0 else 1.0 / amount) ** s
         w2c.append(pose(c, yaw, pitch))
-        intr.append(focal(aspect, zoom))
+        intr.append(fov_intrinsics(aspect, zoom, FOV_DEG))
     return CameraPath(np.array(intr), np.array(w2c))
 
 
@@ -172,11 +172,11 @@ def sample_camera_path(
     aspect: float = 1.0,
     moves: Sequence[str] | None = None,
 ) -> tuple[CameraPath, Move]:
-    """A random move from `moves` (see `parse_moves`) with a start pose 2.2-3.4 m from `target`, at eye heights
+    """A random move from `moves` (see `move_specs`) with a start pose 2.2-3.4 m from `target`, at eye heights
     1.0-1.7 m, looking at it; redrawn until the whole path stays inside the room and clear of the obstacles."""
     if not isinstance(frames, (int, np.integer)) or frames < 1:
         raise InputError(f"a camera path needs at least 1 frame, got {frames!r}")
-    specs = parse_moves(moves)
+    specs = move_specs(moves)
     spec = specs[int(rng.integers(len(specs)))]
     profile = "linear" if rng.random() < 0.5 else "eased"
     target = np.asarray(target, float)
@@ -197,7 +197,7 @@ def sample_camera_path(
                 amount = min(amount, horiz - 1.2)  # stop well short of the objects
             parts.append((kind, direction, float(amount)))
         move = Move(tuple(parts), profile)
-        cam = build_path(move, frames, centre, target, aspect)
+        cam = world_path(move, frames, centre, target, aspect)
         if path_ok(cam, room_min, room_max, obstacles):
             return cam, move
     raise InputError("could not place a camera path inside the room; the room is too small for its objects")

@@ -21,10 +21,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from fulldit.camera.path import CameraPath
+from fulldit.camera.path import CameraPath, fov_intrinsics
 from fulldit.data import Clip
 from fulldit.data.render import Scene, Solid, Surface, headlight, object_scene, render_many
-from fulldit.data.trajectories import Move, focal, look_at, pose, sample_camera_path
+from fulldit.data.trajectories import FOV_DEG, Move, look_at, pose, sample_camera_path
 from fulldit.errors import InputError
 
 __all__ = ["Scene", "Solid", "Surface", "ClipPlan", "sample_scene", "caption", "plan_clip", "render_clip",
@@ -311,7 +311,7 @@ def _reference_views(
                 [math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)]
             )
             yaw, pitch = look_at(centre, s.center)
-            cameras.append(CameraPath(np.array([focal(aspect)]), pose(centre, yaw, pitch)[None]))
+            cameras.append(CameraPath(np.array([fov_intrinsics(aspect, 1.0, FOV_DEG)]), pose(centre, yaw, pitch)[None]))
             objects.append(s.object)
             views.append({"object": s.object, "azimuth": az, "elevation": el, "distance": dist})
     return objects, cameras, views
