@@ -21,9 +21,9 @@ import torch
 
 from fulldit.conditions import ConditionInput
 from fulldit.config import load_config
-from fulldit.data.world import plan_clip, render_batch, render_plans
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.model import FullDiT
+from fulldit.world.clips import plan_clip, render_batch, render_plans
 
 
 def sync(device: torch.device) -> None:

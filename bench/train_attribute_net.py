@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fulldit.data.world import render_batch
 from fulldit.eval.attributes import (
     FRAMES,
     GROUPS,
@@ -37,6 +36,7 @@ from fulldit.eval.attributes import (
     prepare,
     targets,
 )
+from fulldit.world.clips import render_batch
 
 TRAIN_SEED_BASE = 7_000_000
 HELDOUT_SEED_BASE = 910_000_000_000

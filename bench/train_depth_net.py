@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from fulldit.camera import CameraPath
-from fulldit.data.render import render_many
-from fulldit.data.stream import BENCH_SEED_BASE, SyntheticStream
-from fulldit.data.world import ClipPlan, render_batch
 from fulldit.eval.depth_metrics import depth_errors, depth_rank_check
 from fulldit.eval.depth_net import SynthDepthNet, depth_loss
+from fulldit.world.clips import ClipPlan, render_batch
+from fulldit.world.dataset import BENCH_SEED_BASE, SyntheticStream
+from fulldit.world.render import render_many
 
 TRAIN_SEED_BASE = 5_000_000  # training clips: TRAIN_SEED_BASE + i
 VAL_SEED_BASE = 800_000_000_000  # validation clips printed during training

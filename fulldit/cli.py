@@ -444,7 +444,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 def cmd_synth(args: argparse.Namespace) -> None:
     import torch
 
-    from fulldit.data.synth import write_bench, write_dataset
+    from fulldit.world.synth import write_bench, write_dataset
 
     _check_output(args.out, "--out", True, {})
     _check_device(args.device)

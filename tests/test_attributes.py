@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.data.world import caption, plan_clip
 from fulldit.errors import InputError
 from fulldit.eval.attributes import GROUPS, AttributeNet, attribute_accuracy, frechet_distance, prepare, targets
+from fulldit.world.clips import caption, plan_clip
 
 
 def test_targets_state_what_the_caption_states() -> None:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fulldit.camera import build_path
-from fulldit.data.world import plan_clip, render_clip
 from fulldit.eval.camera_metrics import PROTOCOL, camera_errors, estimate_poses, is_rotation_only
+from fulldit.world.clips import plan_clip, render_clip
 
 FRAMES, SIZE, SEED = 16, 128, 1
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from fulldit.data.world import render_batch
 from fulldit.errors import InputError
 from fulldit.eval import depth_net
 from fulldit.eval.depth_metrics import (
@@ -22,6 +21,7 @@ from fulldit.eval.depth_metrics import (
     load_estimator,
 )
 from fulldit.eval.depth_net import depth_loss
+from fulldit.world.clips import render_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 

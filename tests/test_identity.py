@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.data.world import render_clip
 from fulldit.errors import InputError
 from fulldit.eval.identity import NUM_BINS, ClipTextScore, FeatureIdentity, colour_histogram, identity_score
+from fulldit.world.clips import render_clip
 
 SEEDS = range(100, 120)
 

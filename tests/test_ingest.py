@@ -15,9 +15,9 @@ from fulldit.cli import main
 from fulldit.conditions.depth import depth_video
 from fulldit.data.formats import ClipFolder, read_manifest, validate
 from fulldit.data.ingest import PSEUDO_FAR, PSEUDO_NEAR, PrepareOptions, frame_windows, prepare, pseudo_depth
-from fulldit.data.world import render_batch
 from fulldit.errors import InputError
 from fulldit.video_io import read_image, read_video, resize_center_crop, write_image, write_video
+from fulldit.world.clips import render_batch
 
 FRAMES, H, W, FPS = 16, 32, 48, 8.0
 

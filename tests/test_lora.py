@@ -145,7 +145,7 @@ def test_lora_training_resumes_exactly_and_exports_a_merged_model(tmp_path: Path
 
 
 def test_lora_loss_decreases_on_a_fixed_batch(tmp_path: Path, base: Path) -> None:
-    from fulldit.data.synth import write_dataset
+    from fulldit.world.synth import write_dataset
 
     write_dataset(tmp_path / "data", n=1, seed=3, frames=4, height=32, width=32, device="cpu")
     run = train(CONFIG, str(tmp_path / "run"),

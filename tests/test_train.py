@@ -77,7 +77,7 @@ def test_resume_is_exact(tmp_path: Path) -> None:
 
 def test_loss_decreases_on_a_fixed_batch(tmp_path: Path) -> None:
     """Same clips every step (a one-clip dataset folder): the loss must fall well below where it started."""
-    from fulldit.data.synth import write_dataset
+    from fulldit.world.synth import write_dataset
 
     write_dataset(tmp_path / "data", n=1, seed=3, frames=4, height=32, width=32, device="cpu")
     run = train(CONFIG, str(tmp_path / "run"),

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from fulldit.data.render import render
-from fulldit.data.trajectories import Move, world_path
-from fulldit.data.world import plan_clip
 from fulldit.errors import InputError
 from fulldit.eval.video_metrics import PSNR_CAP, dynamic_degree, motion_agreement, optical_flow, psnr, smoothness, ssim
+from fulldit.world.clips import plan_clip
+from fulldit.world.render import render
+from fulldit.world.trajectories import Move, world_path
 
 
 def _texture(seed: int = 0, size: int = 256) -> np.ndarray:

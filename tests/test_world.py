@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from fulldit.camera import MOVE_NAMES, build_path
-from fulldit.data.render import Scene, Solid, Surface, render
-from fulldit.data.trajectories import JOINT_MOVES, MOVES, VERBS, Move, look_at, pose, world_path
-from fulldit.data.world import PATTERN_WORDS, caption, plan_clip, render_batch, render_clip
 from fulldit.errors import InputError
+from fulldit.world.clips import PATTERN_WORDS, caption, plan_clip, render_batch, render_clip
+from fulldit.world.render import Scene, Solid, Surface, render
+from fulldit.world.trajectories import JOINT_MOVES, MOVES, VERBS, Move, look_at, pose, world_path
 
 
 def _equal(a, b) -> None:

@@ -403,7 +403,7 @@ def _partial(out: Path, resume: bool) -> tuple[Path, set[str]]:
 
 def prepare(src: str | os.PathLike, out: str | os.PathLike, opts: PrepareOptions) -> tuple[Path, int, list[str]]:
     """Build the dataset; returns (OUT, clips written, one-line problems of skipped videos)."""
-    from fulldit.data.synth import contact_sheet
+    from fulldit.world.synth import contact_sheet
 
     src, out = Path(src), Path(out)
     tmp, done = _partial(out, opts.resume)

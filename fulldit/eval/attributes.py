@@ -12,7 +12,7 @@ with the evaluator as the depth net is:
 - **Fréchet distance** between the classifier's features (the pooled layer before the heads) of generated clips
   and of ground-truth clips, as FVD does with I3D features. Two halves of the ground truth give its floor.
 
-Targets come from a clip's `meta` (fulldit.data.world.ClipPlan.meta), the description the caption is written from.
+Targets come from a clip's `meta` (fulldit.world.clips.ClipPlan.meta), the description the caption is written from.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fulldit.atomic import atomic_path
-from fulldit.data.render import SHAPES
-from fulldit.data.trajectories import DIRECTIONS
-from fulldit.data.world import COLORS, FLOOR_WORDS, OBJECT_PATTERNS, WALL_WORDS
 from fulldit.errors import InputError
+from fulldit.world.clips import COLORS, FLOOR_WORDS, OBJECT_PATTERNS, WALL_WORDS
+from fulldit.world.render import SHAPES
+from fulldit.world.trajectories import DIRECTIONS
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "synth_attributes.safetensors"
 MOVE_LABELS = tuple(f"{kind}-{d}" for kind, dirs in DIRECTIONS.items() for d in dirs)  # pan-left ... zoom-out

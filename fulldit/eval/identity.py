@@ -1,7 +1,7 @@
 """Does a generated video show the identity (object) of a reference image? Plus CLIP text alignment.
 
 `identity_score(video, reference)` needs no learned weights. It is built for FullBench-Synth, whose identities are
-objects of 1-2 saturated named colours (`fulldit.data.world.COLORS`) in a pattern, rendered alone on white as
+objects of 1-2 saturated named colours (`fulldit.world.clips.COLORS`) in a pattern, rendered alone on white as
 references, and shown in a room of muted colours in the video. It measures *colour-palette presence*:
 
 1. Each pixel is soft-binned into a colour histogram that ignores shading: 12 hue bins x 3 saturation bins for

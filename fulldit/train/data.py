@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from fulldit.data import Batch, Clip, collate
 from fulldit.data.formats import ClipFolder
-from fulldit.data.stream import BENCH_SEED_BASE
-from fulldit.data.world import ClipPlan, plan_clip, render_plans
 from fulldit.train.config import DataConfig
+from fulldit.world.clips import ClipPlan, plan_clip, render_plans
+from fulldit.world.dataset import BENCH_SEED_BASE
 
 
 class SyntheticPlans(Dataset):

@@ -35,12 +35,12 @@ from fulldit.checkpoint import load_state, load_text_weights, load_weights, read
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, ModelConfig, to_dict
-from fulldit.data.prepare import TrainInputs, prepare_batch
 from fulldit.errors import InputError
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.generate import Pipeline
 from fulldit.model import FullDiT, flops_per_forward
 from fulldit.text_encoders import TextEncoder, build_text_encoder
+from fulldit.train.batch import TrainInputs, prepare_batch
 from fulldit.train.config import LoraConfig, TrainConfig, load_train_config
 from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
 from fulldit.train.data import MicroBatches, Prefetcher, make_loader, to_batch
@@ -286,9 +286,9 @@ def _ema_pipeline(pipe: Pipeline, state: dict[str, torch.Tensor]) -> Pipeline:
 
 def _sample(pipe: Pipeline, out: Path, step: int, writer: object) -> None:
     """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
-    from fulldit.data.stream import BENCH_SEED_BASE
-    from fulldit.data.world import render_clip
     from fulldit.video_io import write_video
+    from fulldit.world.clips import render_clip
+    from fulldit.world.dataset import BENCH_SEED_BASE
 
     s = pipe.config.sample
     clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice

@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 
 from fulldit.data import Clip
-from fulldit.data.stream import BENCH_SEED_BASE
-from fulldit.data.world import render_batch
 from fulldit.eval.video_metrics import psnr
 from fulldit.generate import Pipeline
+from fulldit.world.clips import render_batch
+from fulldit.world.dataset import BENCH_SEED_BASE
 
 VALIDATION_SEED_BASE = BENCH_SEED_BASE // 2
 

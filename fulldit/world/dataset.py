@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from fulldit.data import Clip
-from fulldit.data.world import ClipPlan, plan_clip, render_plans
+from fulldit.world.clips import ClipPlan, plan_clip, render_plans
 
 BENCH_SEED_BASE = 10**12  # seeds at or above this are reserved for benchmark cases
 

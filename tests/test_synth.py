@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from fulldit.cli import main
 from fulldit.data import collate
 from fulldit.data.formats import ClipFolder, read_manifest
-from fulldit.data.stream import BENCH_SEED_BASE, SyntheticStream
-from fulldit.data.synth import COMBOS, bench_seed
+from fulldit.world.dataset import BENCH_SEED_BASE, SyntheticStream
+from fulldit.world.synth import COMBOS, bench_seed
 
 TINY = dict(frames=2, height=32, width=32)
 
@@ -87,7 +87,7 @@ def test_bench_split(tmp_path: Path) -> None:
 
 
 def test_plans_only_then_render_equals_rendering_in_the_stream() -> None:
-    from fulldit.data.world import render_plans
+    from fulldit.world.clips import render_plans
 
     plans = list(SyntheticStream(limit=2, plans_only=True, **TINY))
     clips = list(SyntheticStream(limit=2, **TINY))

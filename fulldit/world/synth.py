@@ -21,10 +21,10 @@ import torch
 from fulldit.atomic import atomic_dir, atomic_path
 from fulldit.data import Clip
 from fulldit.data.formats import ManifestWriter, write_clip
-from fulldit.data.stream import BENCH_SEED_BASE
-from fulldit.data.world import render_batch
 from fulldit.errors import InputError
 from fulldit.video_io import depth_to_rgb
+from fulldit.world.clips import render_batch
+from fulldit.world.dataset import BENCH_SEED_BASE
 
 BENCH_VERSION = "fullbench-synth/1"
 COMBOS: dict[str, tuple[str, ...]] = {

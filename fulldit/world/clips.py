@@ -23,9 +23,9 @@ import torch
 
 from fulldit.camera.path import CameraPath, fov_intrinsics
 from fulldit.data import Clip
-from fulldit.data.render import Scene, Solid, Surface, headlight, object_scene, render_many
-from fulldit.data.trajectories import FOV_DEG, Move, look_at, pose, sample_camera_path
 from fulldit.errors import InputError
+from fulldit.world.render import Scene, Solid, Surface, headlight, object_scene, render_many
+from fulldit.world.trajectories import FOV_DEG, Move, look_at, pose, sample_camera_path
 
 __all__ = ["Scene", "Solid", "Surface", "ClipPlan", "sample_scene", "caption", "plan_clip", "render_clip",
            "render_batch", "COLORS", "OBJECT_PATTERNS"]  # fmt: skip
@@ -281,7 +281,7 @@ class ClipPlan:
                 "position": list(s.center), "size": list(s.size), "yaw": s.yaw, "motion": motion,
             })  # fmt: skip
         sc = self.scene
-        return {
+        return {  # "source" names the module as it was when datasets were first written, so they stay identical
             "source": "fulldit.data.world", "seed": self.seed, "frames": self.camera.num_frames,
             "size": [height, width], "caption_version": 1, "objects": objects,
             "room": {"min": list(sc.room_min), "max": list(sc.room_max), "walls": sc.room_surfaces[0].pattern,

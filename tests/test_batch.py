@@ -7,10 +7,10 @@ import torch
 from fulldit.codecs import PixelCodec
 from fulldit.config import FlowConfig
 from fulldit.data import collate
-from fulldit.data.prepare import prepare_batch
-from fulldit.data.world import render_batch
 from fulldit.flow import flow_loss, interpolate
 from fulldit.model import FullDiT
+from fulldit.train.batch import prepare_batch
+from fulldit.world.clips import render_batch
 from tests.conftest import tiny_model_config
 
 
