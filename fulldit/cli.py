@@ -537,7 +537,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from fulldit.data.ingest import PrepareOptions, prepare
+    from fulldit.data.prepare import PrepareOptions, prepare
 
     _check_input(args.src, "SRC", directory=True)
     _check_output(args.out, "--out", True, {"SRC": args.src})

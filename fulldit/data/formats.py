@@ -34,7 +34,7 @@ Keys:
   exceeds 65.535 m it picks the first of 0.002, 0.005, 0.01, 0.02, ... m that fits. 0 means "no measurement",
   and a positive depth is never rounded down to 0.
 * ``depth_kind``: ``"metric"`` (the default) or ``"relative"``: the depth is pseudo-depth made from a relative
-  estimate (`fulldit prepare` with Depth Anything: 1 / the per-clip normalised disparity; see `fulldit.data.ingest`).
+  estimate (`fulldit prepare` with Depth Anything: 1 / the per-clip normalised disparity; see `fulldit.data.prepare`).
   Its inverse is right up to scale and shift, which is all the depth condition uses (it normalises inverse depth
   per clip), so readers that ignore the key train the same; metric comparisons must align scale and shift first.
 * ``references``: list of image files (any format PIL reads), each showing one identity of the clip.

@@ -14,7 +14,7 @@ from fulldit.camera import load_camera, save_camera_re10k
 from fulldit.cli import main
 from fulldit.conditions.depth import depth_video
 from fulldit.data.formats import ClipFolder, read_manifest, validate
-from fulldit.data.ingest import PSEUDO_FAR, PSEUDO_NEAR, PrepareOptions, frame_windows, prepare, pseudo_depth
+from fulldit.data.prepare import PSEUDO_FAR, PSEUDO_NEAR, PrepareOptions, frame_windows, prepare, pseudo_depth
 from fulldit.errors import InputError
 from fulldit.video_io import read_image, read_video, resize_center_crop, write_image, write_video
 from fulldit.world.clips import render_batch
@@ -191,10 +191,10 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(
 
 
 def test_interrupted_run_resumes(world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fulldit.data import ingest
+    from fulldit.data import prepare as module
 
     out = tmp_path / "data"
-    real, calls = ingest.make_clips, []
+    real, calls = module.make_clips, []
 
     def dying(source: object, opts: object, depth: object) -> list:
         calls.append(source.name)
@@ -202,7 +202,7 @@ def test_interrupted_run_resumes(world: dict, tmp_path: Path, monkeypatch: pytes
             raise KeyboardInterrupt  # killed while working on the second video
         return real(source, opts, depth)
 
-    monkeypatch.setattr(ingest, "make_clips", dying)
+    monkeypatch.setattr(module, "make_clips", dying)
     with pytest.raises(KeyboardInterrupt):
         prepare(world["src"], out, PrepareOptions(frames=8))
     partial = tmp_path / ".data.partial"
