@@ -33,7 +33,7 @@ from fulldit.camera import CameraPath
 from fulldit.eval.depth_metrics import depth_errors, depth_rank_check
 from fulldit.eval.depth_net import SynthDepthNet, depth_loss
 from fulldit.world.clips import ClipPlan, render_batch
-from fulldit.world.dataset import BENCH_SEED_BASE, SyntheticStream
+from fulldit.world.dataset import BENCH_SEED_BASE, WorldPlans
 from fulldit.world.render import render_many
 
 TRAIN_SEED_BASE = 5_000_000  # training clips: TRAIN_SEED_BASE + i
@@ -165,11 +165,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.backends.cudnn.benchmark = True
     clips_per_step = args.batch // args.frames_per_clip
     workers = args.workers if args.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if cuda else 0)
-    stream = SyntheticStream(
-        seed=TRAIN_SEED_BASE, frames=PLAN_FRAMES, height=args.size, width=args.size,
-        render_batch_size=clips_per_step, references_per_object=0, plans_only=True,
-    )  # fmt: skip
-    loader = DataLoader(stream, batch_size=clips_per_step, num_workers=workers, collate_fn=list,
+    world = WorldPlans(TRAIN_SEED_BASE, PLAN_FRAMES, args.size, args.size, references_per_object=0)
+    loader = DataLoader(world, batch_size=clips_per_step, num_workers=workers, collate_fn=list,
                         prefetch_factor=4 if workers else None, persistent_workers=workers > 0)  # fmt: skip
     batches = iter(loader)  # planning workers start before CUDA is initialised in this process
     net = SynthDepthNet.from_file(args.init) if args.init else SynthDepthNet(args.widths)

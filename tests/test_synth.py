@@ -1,4 +1,4 @@
-"""The synthetic stream: sharding across workers and ranks, determinism; the synth CLI and the benchmark split."""
+"""The synthetic world as a dataset: sharding across ranks and workers, determinism; `fulldit synth`, the benchmark."""
 
 from __future__ import annotations
 
@@ -12,30 +12,32 @@ from torch.utils.data import DataLoader
 from fulldit.cli import main
 from fulldit.data import collate
 from fulldit.data.formats import ClipFolder, read_manifest
-from fulldit.world.dataset import BENCH_SEED_BASE, SyntheticStream
+from fulldit.train.data import MicroBatches
+from fulldit.world.clips import render_batch, render_plans
+from fulldit.world.dataset import BENCH_SEED_BASE, WorldPlans
 from fulldit.world.synth import COMBOS, bench_seed
 
 TINY = dict(frames=2, height=32, width=32)
 
 
-def test_shards_partition_the_stream() -> None:
-    stream = SyntheticStream(start=5, limit=60, **TINY)
-    seen = [i for shard in range(6) for i in stream.indices(shard, 6)]
-    assert sorted(seen) == list(range(5, 60))  # every clip once, none twice
+def test_micro_batches_partition_the_world_over_ranks() -> None:
+    """The one way the world is sharded: by index, each rank its slots of every global batch, no index twice."""
+    seen = [i for rank in range(3) for batch in MicroBatches(12, 2, 2, rank, start_group=1, groups=5) for i in batch]
+    assert sorted(seen) == list(range(12, 60))  # every clip of batches 1..4 once, none twice
 
 
-def test_dataloader_workers_render_distinct_clips(monkeypatch: pytest.MonkeyPatch) -> None:
-    for rank in range(2):  # two ranks x two workers: four disjoint shards
-        monkeypatch.setenv("RANK", str(rank))
-        monkeypatch.setenv("WORLD_SIZE", "2")
-        loader = DataLoader(SyntheticStream(limit=12, render_batch_size=2, **TINY), batch_size=None, num_workers=2)
-        indices = [clip.meta["index"] for clip in loader]
+def test_dataloader_workers_plan_distinct_clips() -> None:
+    for rank in range(2):  # two ranks x two workers: each rank its own indices, each worker whole micro-batches
+        sampler = MicroBatches(4, 1, 2, rank, start_group=0, groups=3)
+        loader = DataLoader(WorldPlans(**TINY), batch_sampler=sampler, num_workers=2, collate_fn=list)
+        indices = [plan.seed for batch in loader for plan in batch]
         assert sorted(indices) == [i for i in range(12) if (i % 4) // 2 == rank]
 
 
-def test_stream_is_deterministic_and_collates() -> None:
-    a = list(SyntheticStream(limit=3, **TINY))
-    b = list(SyntheticStream(limit=3, **TINY))
+def test_world_is_deterministic_and_collates() -> None:
+    world = WorldPlans(**TINY)
+    a = render_plans([world[i] for i in range(3)], 32, 32)
+    b = render_plans([world[i] for i in range(3)], 32, 32)
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x.video, y.video) and x.caption == y.caption
     batch = collate(a)
@@ -44,8 +46,10 @@ def test_stream_is_deterministic_and_collates() -> None:
 
 
 def test_training_seeds_never_reach_the_benchmark() -> None:
-    with pytest.raises(ValueError, match="benchmark range"):
-        next(iter(SyntheticStream(seed=BENCH_SEED_BASE - 1, start=1, **TINY)))
+    last = WorldPlans(seed=BENCH_SEED_BASE - 1, **TINY)
+    assert len(last) == 1 and last[0].seed == BENCH_SEED_BASE - 1
+    with pytest.raises(IndexError, match="benchmark"):
+        last[1]
     assert min(bench_seed(c, 0) for c in COMBOS) >= BENCH_SEED_BASE
 
 
@@ -86,10 +90,7 @@ def test_bench_split(tmp_path: Path) -> None:
     assert main(["synth", "--bench", "--combos", "nonsense", "--out", str(tmp_path / "x")]) == 2
 
 
-def test_plans_only_then_render_equals_rendering_in_the_stream() -> None:
-    from fulldit.world.clips import render_plans
-
-    plans = list(SyntheticStream(limit=2, plans_only=True, **TINY))
-    clips = list(SyntheticStream(limit=2, **TINY))
-    for rendered, direct in zip(render_plans(plans, 32, 32), clips, strict=True):
+def test_planned_then_rendered_equals_rendering_directly() -> None:
+    plans = [WorldPlans(seed=5, **TINY)[i] for i in range(2)]
+    for rendered, direct in zip(render_plans(plans, 32, 32), render_batch([5, 6], **TINY), strict=True):
         assert torch.equal(rendered.video, direct.video) and rendered.caption == direct.caption

@@ -9,7 +9,8 @@ A clip carries everything every condition needs, with exact ground truth where t
     caption      text
     meta         JSON-serialisable description (seed, objects, camera move, source, ...)
 
-`collate` batches clips for the training loop; references are padded per batch with a presence mask.
+`collate` batches clips for the training loop; references are padded per batch with a presence mask. `contact_sheet`
+draws a few clips on one image (what `fulldit synth` and `fulldit prepare` write beside a dataset).
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
 import torch
 
 from fulldit.camera import CameraPath
+from fulldit.video_io import depth_to_rgb
 
 
 @dataclass
@@ -92,3 +97,31 @@ def collate(clips: list[Clip]) -> Batch:
         [c.caption for c in clips],
         [c.meta for c in clips],
     )
+
+
+def _thumb(image: torch.Tensor, size: int) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (size, size * W / H, 3) uint8."""
+    h, w = image.shape[1:]
+    img = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return np.asarray(PIL.Image.fromarray(img).resize((max(1, round(size * w / h)), size), PIL.Image.BILINEAR))
+
+
+def contact_sheet(clips: list[Clip], frames_per_clip: int = 5, size: int = 96) -> PIL.Image.Image:
+    """One row per clip: evenly spaced frames, the depth of frame 0, the references, and the caption."""
+    rows = []
+    for clip in clips:
+        idx = np.linspace(0, clip.num_frames - 1, min(frames_per_clip, clip.num_frames)).round().astype(int)
+        tiles = [_thumb(clip.video[i], size) for i in idx]
+        if clip.depth is not None:
+            tiles.append(_thumb(depth_to_rgb(clip.depth[0].cpu()), size))
+        tiles += [_thumb(r, size) for r in clip.references]
+        row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
+        rows.append((row, clip.caption))
+    width = max(r.shape[1] for r, _ in rows)
+    sheet = PIL.Image.new("RGB", (width, len(rows) * (size + 18)), "white")
+    draw = PIL.ImageDraw.Draw(sheet)
+    for k, (row, caption) in enumerate(rows):
+        y = k * (size + 18)
+        sheet.paste(PIL.Image.fromarray(row), (0, y))
+        draw.text((2, y + size + 3), caption[: width // 6], fill=(0, 0, 0))
+    return sheet

@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from fulldit.atomic import atomic_path
 from fulldit.camera import CameraPath, load_camera
-from fulldit.data import Clip
+from fulldit.data import Clip, contact_sheet
 from fulldit.data.formats import ManifestWriter, read_manifest, write_clip
 from fulldit.errors import InputError
 from fulldit.video_io import error_reason, read_image, resize_center_crop
@@ -403,8 +403,6 @@ def _partial(out: Path, resume: bool) -> tuple[Path, set[str]]:
 
 def prepare(src: str | os.PathLike, out: str | os.PathLike, opts: PrepareOptions) -> tuple[Path, int, list[str]]:
     """Build the dataset; returns (OUT, clips written, one-line problems of skipped videos)."""
-    from fulldit.world.synth import contact_sheet
-
     src, out = Path(src), Path(out)
     tmp, done = _partial(out, opts.resume)
     sources, problems = find_sources(src, opts)

@@ -5,8 +5,9 @@ train on one batch, each with fresh noise, timesteps and frame conditions). Rank
 size M per step takes indices g*B + (r*A + m)*M ... + M for its m-th micro-batch, so one process with A = 2 and
 two processes with A = 1 see the same samples in the same micro-batch slots. Resuming at step s needs only s.
 
-- synthetic: global index i is the world of seed `data.seed + i`; DataLoader workers plan clips (numpy, CPU)
-  and the training process renders each micro-batch on its own device in one batched pass (world.render_plans);
+- synthetic: global index i is the world of seed `data.seed + i` (`fulldit.world.dataset.WorldPlans`); DataLoader
+  workers plan clips (numpy, CPU) and the training process renders each micro-batch on its own device in one batched
+  pass (`fulldit.world.clips.render_plans`);
 - folder: a fulldit-dataset/1 folder, reshuffled every epoch with (seed, epoch); index i is position i % N of
   epoch i // N's permutation, and a clip's random start frame is drawn from (seed, i).
 """
@@ -27,24 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from fulldit.data import Batch, Clip, collate
 from fulldit.data.formats import ClipFolder
 from fulldit.train.config import DataConfig
-from fulldit.world.clips import ClipPlan, plan_clip, render_plans
-from fulldit.world.dataset import BENCH_SEED_BASE
-
-
-class SyntheticPlans(Dataset):
-    """Global index -> the plan of the world with seed `seed + index` (rendering happens on the training device)."""
-
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
-
-    def __len__(self) -> int:
-        return BENCH_SEED_BASE - self.cfg.seed  # every training seed below the benchmark's
-
-    def __getitem__(self, index: int) -> ClipPlan:
-        c = self.cfg
-        if not 0 <= index < len(self):
-            raise IndexError(f"synthetic index {index} leaves the training seed range (< {BENCH_SEED_BASE})")
-        return plan_clip(c.seed + index, c.frames, c.height, c.width, c.references_per_object)
+from fulldit.world.clips import ClipPlan, render_plans
+from fulldit.world.dataset import WorldPlans
 
 
 class ShuffledFolder(Dataset):
@@ -67,7 +52,8 @@ class ShuffledFolder(Dataset):
 class MicroBatches:
     """Lists of global indices, one per micro-batch of this rank, for each batch group from `start_group` on.
 
-    Group g holds the batch of steps g * reuse ... (g + 1) * reuse - 1. A batch sampler for DataLoader.
+    Group g holds the batch of steps g * reuse ... (g + 1) * reuse - 1. A batch sampler for DataLoader, and the one
+    way the training data (the synthetic world or a folder) is split over ranks; workers get whole micro-batches.
     """
 
     def __init__(self, batch_size: int, micro: int, accumulation: int, rank: int, start_group: int, groups: int):
@@ -90,7 +76,10 @@ def _keep(items: list) -> list:
 
 def make_loader(cfg: DataConfig, sampler: MicroBatches) -> DataLoader:
     """A DataLoader yielding lists of ClipPlan (synthetic) or Clip (folder) per micro-batch."""
-    dataset = SyntheticPlans(cfg) if cfg.source == "synthetic" else ShuffledFolder(cfg)
+    if cfg.source == "synthetic":
+        dataset = WorldPlans(cfg.seed, cfg.frames, cfg.height, cfg.width, cfg.references_per_object)
+    else:
+        dataset = ShuffledFolder(cfg)
     return DataLoader(
         dataset,
         batch_sampler=sampler,

@@ -1,88 +1,40 @@
-"""A stream of synthetic clips rendered on the fly, sharded across DataLoader workers and distributed ranks.
+"""The synthetic world as an index-addressed dataset: index i is the world of seed `seed + i`.
 
-Clip i of the global stream is the world rendered with seed `seed + i`. Rank r of R, worker w of W takes the
-indices i = start + (r * W + w) + k * R * W, so no clip is rendered twice and the union over all ranks and
-workers is the whole stream. Two ways to run it:
-
-- CPU workers render whole clips (`device="cpu"`, DataLoader num_workers > 0);
-- on a GPU, workers only plan (`plans_only=True`: scene, camera path, reference views — numpy, the CPU part)
-  and the training process renders each batch of plans on its GPU with `render_plans`, in one batched pass.
+This is the one way the world is split over processes: by index. A sampler hands each process (rank, DataLoader
+worker) its own indices — in training `fulldit.train.data.MicroBatches`, which gives rank r of R its slots of every
+global batch, while the DataLoader gives each worker whole micro-batches — so no clip is made twice, the union over
+all processes is the whole stream, and a resumed run needs only its step. The dataset returns plans (`ClipPlan`:
+scene, camera path, reference views — numpy, the CPU part), which DataLoader workers make; the process that trains
+renders a batch of plans on its own device in one pass (`render_plans`).
 
 Training seeds stay below `BENCH_SEED_BASE`: FullBench-Synth cases use seeds above it, never seen in training.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from torch.utils.data import Dataset
 
-import torch
-from torch.utils.data import IterableDataset, get_worker_info
-
-from fulldit.data import Clip
-from fulldit.world.clips import ClipPlan, plan_clip, render_plans
+from fulldit.world.clips import ClipPlan, plan_clip
 
 BENCH_SEED_BASE = 10**12  # seeds at or above this are reserved for benchmark cases
 
 
-def shard_info() -> tuple[int, int]:
-    """(this process's shard, number of shards) over distributed ranks x DataLoader workers."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    else:
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank * workers + worker, world * workers
-
-
-class SyntheticStream(IterableDataset):
-    """Endless (or `limit`-long) stream of rendered `Clip`s, deterministic per seed and index."""
+class WorldPlans(Dataset):
+    """Index i -> the plan of the world with seed `seed + i`, for every index whose seed is a training seed."""
 
     def __init__(
-        self,
-        seed: int = 0,
-        frames: int = 16,
-        height: int = 128,
-        width: int = 128,
-        device: str | torch.device = "cpu",
-        render_batch_size: int = 8,
-        references_per_object: int = 2,
-        start: int = 0,
-        limit: int | None = None,
-        plans_only: bool = False,
+        self, seed: int = 0, frames: int = 16, height: int = 128, width: int = 128, references_per_object: int = 2
     ):
-        super().__init__()
         self.seed, self.frames, self.height, self.width = seed, frames, height, width
-        self.device, self.batch, self.refs = device, render_batch_size, references_per_object
-        self.start, self.limit, self.plans_only = start, limit, plans_only
+        self.references_per_object = references_per_object
 
-    def indices(self, shard: int, shards: int) -> Iterator[int]:
-        """The global clip indices this shard renders, in order."""
-        i = self.start + shard
-        while self.limit is None or i < self.limit:
-            yield i
-            i += shards
+    def __len__(self) -> int:
+        return BENCH_SEED_BASE - self.seed  # every training seed from `seed` on
 
-    def __iter__(self) -> Iterator[Clip | ClipPlan]:
-        shard, shards = shard_info()
-        pending: list[int] = []
-        for i in self.indices(shard, shards):
-            pending.append(i)
-            if len(pending) == self.batch:
-                yield from self._render(pending)
-                pending = []
-        if pending:
-            yield from self._render(pending)
-
-    def _render(self, indices: list[int]) -> Iterator[Clip | ClipPlan]:
-        seeds = [self.seed + i for i in indices]
-        if max(seeds) >= BENCH_SEED_BASE:
-            raise ValueError(f"training seed {max(seeds)} reaches the benchmark range (>= {BENCH_SEED_BASE})")
-        plans = [plan_clip(s, self.frames, self.height, self.width, self.refs) for s in seeds]
-        if self.plans_only:
-            yield from plans
-            return
-        for i, clip in zip(indices, render_plans(plans, self.height, self.width, self.device)):
-            clip.meta["index"] = i
-            yield clip
+    def __getitem__(self, index: int) -> ClipPlan:
+        if not 0 <= index < len(self):
+            raise IndexError(
+                f"world index {index}: seed {self.seed + index} leaves the training seeds [0, {BENCH_SEED_BASE}) "
+                "(seeds from there on are the benchmark's)"
+            )
+        return plan_clip(self.seed + index, self.frames, self.height, self.width, self.references_per_object)

@@ -13,16 +13,10 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-import PIL.Image
-import PIL.ImageDraw
-import torch
-
 from fulldit.atomic import atomic_dir, atomic_path
-from fulldit.data import Clip
+from fulldit.data import Clip, contact_sheet
 from fulldit.data.formats import ManifestWriter, write_clip
 from fulldit.errors import InputError
-from fulldit.video_io import depth_to_rgb
 from fulldit.world.clips import render_batch
 from fulldit.world.dataset import BENCH_SEED_BASE
 
@@ -49,34 +43,6 @@ def bench_seed(combo: str, case: int) -> int:
 def _check_fps(fps: float) -> None:
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"--fps {fps}: must be a positive number")
-
-
-def _thumb(image: torch.Tensor, size: int) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (size, size * W / H, 3) uint8."""
-    h, w = image.shape[1:]
-    img = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return np.asarray(PIL.Image.fromarray(img).resize((max(1, round(size * w / h)), size), PIL.Image.BILINEAR))
-
-
-def contact_sheet(clips: list[Clip], frames_per_clip: int = 5, size: int = 96) -> PIL.Image.Image:
-    """One row per clip: evenly spaced frames, the depth of frame 0, the references, and the caption."""
-    rows = []
-    for clip in clips:
-        idx = np.linspace(0, clip.num_frames - 1, min(frames_per_clip, clip.num_frames)).round().astype(int)
-        tiles = [_thumb(clip.video[i], size) for i in idx]
-        if clip.depth is not None:
-            tiles.append(_thumb(depth_to_rgb(clip.depth[0].cpu()), size))
-        tiles += [_thumb(r, size) for r in clip.references]
-        row = np.concatenate([np.pad(t, ((0, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
-        rows.append((row, clip.caption))
-    width = max(r.shape[1] for r, _ in rows)
-    sheet = PIL.Image.new("RGB", (width, len(rows) * (size + 18)), "white")
-    draw = PIL.ImageDraw.Draw(sheet)
-    for k, (row, caption) in enumerate(rows):
-        y = k * (size + 18)
-        sheet.paste(PIL.Image.fromarray(row), (0, y))
-        draw.text((2, y + size + 3), caption[: width // 6], fill=(0, 0, 0))
-    return sheet
 
 
 def _save_sheet(clips: list[Clip], path: Path) -> None:
