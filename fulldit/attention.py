@@ -236,7 +236,8 @@ def _lse_kernel(device: str, dtype: torch.dtype):  # noqa: ANN202
     """
     candidates = [_cpu_flash] if device == "cpu" else [_cuda_cudnn, _cuda_flash, _cuda_efficient]
     g = torch.Generator(device="cpu").manual_seed(0)
-    q, k, v = (torch.randn(2, 2, n, 128, generator=g).to(device, dtype) for n in (40, 70, 70))
+    # (B, H, L, d) views of (B, L, H, d) tensors: the layout `_lse_dense` passes
+    q, k, v = (torch.randn(2, n, 2, 128, generator=g).to(device, dtype).transpose(1, 2) for n in (40, 70, 70))
     want_out, want_lse = _math(q.float(), k.float(), v.float())
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     for kernel in candidates:

@@ -196,16 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="report and skip broken videos instead of stopping")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (its .OUT.partial folder)")
 
-    c = sub.add_parser("convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint")
+    c = sub.add_parser(
+        "convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint, or grow one"
+    )
     c.add_argument("src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original")
     c.add_argument(
         "--from",
         dest="source_format",
-        choices=["wan2.1", "open-gates"],
+        choices=["wan2.1", "open-gates", "deepen"],
         required=True,
-        help="what SRC_DIR holds: Wan2.1, or a fulldit checkpoint with every condition gate open (written as plain "
-        "full attention)",
+        help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
+        "full attention); or a fulldit checkpoint to grow to --layers blocks (new blocks start as the identity)",
     )
+    c.add_argument("--layers", type=COUNT, help="--from deepen: the grown model's number of blocks")
     c.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
     c.add_argument("--vae", metavar="DIR", help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline)")
     c.add_argument(
@@ -580,6 +583,14 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
         open_gates(args.src, args.out)
         print(f"wrote {args.out}: the open-gated model of {args.src} as plain full attention")
+        return
+    if (args.source_format == "deepen") != (args.layers is not None):
+        raise InputError("--layers goes with --from deepen, and --from deepen needs --layers")
+    if args.source_format == "deepen":
+        from fulldit.convert.deepen import deepen
+
+        cfg = deepen(args.src, args.out, args.layers)
+        print(f"wrote {args.out}: {args.src} grown to {cfg.model.layers} blocks (the new ones start as the identity)")
         return
     cfg = convert_wan(
         args.src, args.out, args.vae, args.text_encoder, args.conditions, args.dtype, args.text_dtype, args.seed, shard

@@ -398,3 +398,33 @@ def test_open_gates_convert_to_plain_full_attention(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "blocks.1.cond_gate" in err[0] and "not open" in err[0]
     assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("attention,condition_layers,layers", [("isolated", (), 5), ("full", (1,), 4)])
+def test_deepen_grows_a_model_that_computes_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture, attention: str, condition_layers: tuple, layers: int
+) -> None:
+    """`fulldit convert --from deepen`: 2 trained blocks grown to more compute the same video (every condition, a
+    padding mask), the copies start from their block's weights, and one training step moves the copies' outputs."""
+    from tests.conftest import tiny_config
+
+    _, _, (x, t, context, mask, conditions) = _gated_and_plain()
+    cfg = tiny_config(attention=attention, condition_layers=condition_layers)
+    small = randomize(FullDiT(cfg.model))
+    Pipeline.from_config(cfg, model=small).save_pretrained(tmp_path / "small")
+    args = ["convert", "--from", "deepen", str(tmp_path / "small"), "--out", str(tmp_path / "big")]
+    assert main([*args, "--layers", str(layers)]) == 0
+    big = Pipeline.from_pretrained(tmp_path / "big", device="cpu").model
+    assert big.cfg.layers == layers and len(big.blocks) == layers
+    assert all(big.cfg.reads_conditions(j) == small.cfg.reads_conditions(j * 2 // layers) for j in range(layers))
+    with torch.no_grad():
+        assert _relative(big(x, t, context, mask, conditions), small(x, t, context, mask, conditions)) <= 1e-6
+    copy = big.blocks[1]  # blocks.0 is old block 0, blocks.1 its copy
+    assert torch.equal(copy.self_attn.q.weight, small.blocks[0].self_attn.q.weight)
+    assert not copy.ffn[2].weight.any() and not copy.self_attn.o.weight.any()
+    big(x, t, context, mask, conditions).square().mean().backward()
+    assert float(copy.ffn[2].weight.grad.abs().max()) > 0 and float(copy.self_attn.o.weight.grad.abs().max()) > 0
+    assert main([*args[:4], "--out", str(tmp_path / "no"), "--layers", "2"]) == 2
+    assert "already has 2 blocks" in capsys.readouterr().err
+    assert main(args[:4] + ["--out", str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()

@@ -17,18 +17,15 @@ Targets come from a clip's `meta` (fulldit.world.clips.ClipPlan.meta), the descr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fulldit.atomic import atomic_path
 from fulldit.errors import InputError
+from fulldit.eval.weights_file import load_matching, read_net, save_net
 from fulldit.world.clips import COLORS, FLOOR_WORDS, OBJECT_PATTERNS, WALL_WORDS
 from fulldit.world.render import SHAPES
 from fulldit.world.trajectories import DIRECTIONS
@@ -120,40 +117,18 @@ class AttributeNet(nn.Module):
 
     def save(self, path: str | Path, info: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """The weights (cast to `dtype`), the architecture and provenance `info` in one safetensors file, atomically."""
-        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
-        config = {
-            "widths": list(self.widths),
-            "features": self.features,
-            "groups": {k: list(v[0]) for k, v in GROUPS.items()},
-        }
-        meta = {"format": "pt", "model": "AttributeNet", "config": json.dumps(config)}
-        if info:
-            meta["info"] = json.dumps(info)
-        with atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata=meta)
+        groups = {k: list(v[0]) for k, v in GROUPS.items()}
+        config = {"widths": list(self.widths), "features": self.features, "groups": groups}
+        save_net(path, self, "AttributeNet", config, info, dtype)
 
     @classmethod
     def from_file(cls, path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device = "cpu") -> AttributeNet:
         """Weights written by `save` (float32, eval mode); InputError for a missing, foreign or mismatched file."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such AttributeNet weights file (train one with bench/train_attribute_net.py)")
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-            config = json.loads(meta.get("config", "{}"))
-        except (OSError, SafetensorError, json.JSONDecodeError) as err:
-            raise InputError(f"{path}: cannot read AttributeNet weights ({type(err).__name__}: {err})") from err
-        if meta.get("model") != "AttributeNet":
-            raise InputError(f"{path}: not an AttributeNet weights file (metadata model={meta.get('model')!r})")
+        state, config = read_net(path, "AttributeNet", " (train one with bench/train_attribute_net.py)")
         if config.get("groups") != {k: list(v[0]) for k, v in GROUPS.items()}:
             raise InputError(f"{path}: trained for other attribute labels than this version of fulldit names")
         net = cls(config["widths"], config["features"])
-        own = net.state_dict()
-        if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
-            raise InputError(f"{path}: the weights do not match AttributeNet({net.widths}, {net.features})")
-        net.load_state_dict({k: v.float() for k, v in state.items()})
+        load_matching(net, state, path, f"AttributeNet({net.widths}, {net.features})")
         return net.to(device).eval()
 
 

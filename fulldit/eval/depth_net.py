@@ -13,18 +13,15 @@ nearer), defined up to an unknown scale and shift that `depth_metrics` removes p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fulldit.atomic import atomic_path
 from fulldit.errors import InputError
+from fulldit.eval.weights_file import load_matching, read_net, save_net
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "synth_depth.safetensors"
 _TRAIN_HINT = "python bench/train_depth_net.py --device cuda --minutes 5 --out {path}"
@@ -117,34 +114,16 @@ class SynthDepthNet(nn.Module):
 
         info: JSON-serialisable provenance (training settings, held-out scores), kept in the file's metadata.
         """
-        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
-        meta = {"format": "pt", "model": "SynthDepthNet", "config": json.dumps({"widths": list(self.widths)})}
-        if info:
-            meta["info"] = json.dumps(info)
-        with atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata=meta)
+        save_net(path, self, "SynthDepthNet", {"widths": list(self.widths)}, info, dtype)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> SynthDepthNet:
         """Load weights written by `save` (float32, eval mode, on `device`); InputError for a missing or bad file."""
         path = Path(path)
-        if not path.is_file():
-            hint = f"; train them with `{_TRAIN_HINT.format(path=path)}`" if path == DEFAULT_WEIGHTS else ""
-            raise InputError(f"{path}: no such SynthDepthNet weights file{hint}")
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-            config = json.loads(meta.get("config", "{}"))
-        except (OSError, SafetensorError, json.JSONDecodeError) as err:
-            raise InputError(f"{path}: cannot read SynthDepthNet weights ({type(err).__name__}: {err})") from err
-        if meta.get("model") != "SynthDepthNet":
-            raise InputError(f"{path}: not a SynthDepthNet weights file (metadata model={meta.get('model')!r})")
+        hint = f"; train them with `{_TRAIN_HINT.format(path=path)}`" if path == DEFAULT_WEIGHTS else ""
+        state, config = read_net(path, "SynthDepthNet", hint)
         net = cls(**config)
-        own = net.state_dict()
-        if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
-            raise InputError(f"{path}: the weights do not match SynthDepthNet(widths={net.widths})")
-        net.load_state_dict({k: v.float() for k, v in state.items()})
+        load_matching(net, state, path, f"SynthDepthNet(widths={net.widths})")
         return net.to(device).eval()
 
 

@@ -32,8 +32,11 @@ def validation_clips(n: int, frames: int, height: int, width: int, device: torch
 
 
 @torch.no_grad()
-def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0) -> dict[str, float]:
-    """Mean PSNR (dB) of each task over the clips: {"psnr_all": ..., "psnr_text": ...}."""
+def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float) -> dict[str, float]:
+    """Mean PSNR (dB) of each task over the clips: {"psnr_all": ..., "psnr_text": ...}.
+
+    sampling: Request fields that override the checkpoint's sampler (steps, guidance, text_guidance, shift).
+    """
     names = pipe.config.model.conditions
     max_refs = pipe.config.model.reference.max_images if "reference" in names else 0
     scores: dict[str, list[float]] = {"psnr_all": [], "psnr_text": []}
@@ -47,8 +50,9 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0) -> dict[str, floa
             first_frame=clip.video[0],
             frames=frames,
             seed=seed,
+            **sampling,
         ).cpu()
         scores["psnr_all"].append(psnr(full[1:], clip.video[1:]))
-        text = pipe.generate(prompt=clip.caption, frames=frames, seed=seed).cpu()
+        text = pipe.generate(prompt=clip.caption, frames=frames, seed=seed, **sampling).cpu()
         scores["psnr_text"].append(psnr(text, clip.video))
     return {k: sum(v) / len(v) for k, v in scores.items()}

@@ -1,0 +1,63 @@
+"""`fulldit convert --from deepen`: a trained checkpoint grown to more blocks, computing exactly what it computed.
+
+Growing a trained model keeps the minutes already spent on it (progressive depth growth; SOLAR's depth up-scaling,
+LiGO): each old block is followed by copies of itself whose output projections (self-attention `o`, text
+cross-attention `o`, the FFN's second linear) are zero. A block adds gate x projection to its residual stream, so
+such a copy is the identity for video and condition tokens alike, while its inner weights start from a trained
+block's rather than from noise. The first optimizer step moves the zero projections, after which every weight of
+the copy trains. Per-block modulation, norms and condition gates are copied too.
+
+With L old and N new blocks, new block j continues old block floor(j L / N); its first occurrence is the old block
+itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from fulldit.checkpoint import TEXT_WEIGHTS, load_state, read_config, save_states
+from fulldit.config import FullDiTConfig
+from fulldit.errors import InputError
+
+# The tensors through which a block writes to its residual stream: zero in a copy, which is then the identity.
+OUTPUT_PROJECTIONS = ("self_attn.o.", "cross_attn.o.", "ffn.2.")
+
+
+def block_sources(old: int, new: int) -> list[int]:
+    """The old block each of the `new` blocks continues (non-decreasing, every old block used)."""
+    return [j * old // new for j in range(new)]
+
+
+def deepen_state(state: dict[str, torch.Tensor], old: int, new: int) -> dict[str, torch.Tensor]:
+    """The state dict of the grown model: old blocks renumbered, copies with zero output projections."""
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    sources = block_sources(old, new)
+    for j, i in enumerate(sources):
+        copy = j > 0 and sources[j - 1] == i
+        prefix = f"blocks.{i}."
+        for k, v in state.items():
+            if k.startswith(prefix):
+                rest = k[len(prefix) :]
+                zero = copy and rest.startswith(OUTPUT_PROJECTIONS)
+                out[f"blocks.{j}.{rest}"] = torch.zeros_like(v) if zero else v.clone()
+    return out
+
+
+def deepen(src: str | Path, out: str | Path, layers: int) -> FullDiTConfig:
+    """Write `src` grown to `layers` blocks at `out` (storage types kept); its output is unchanged."""
+    cfg = read_config(src)
+    old = cfg.model.layers
+    if layers <= old:
+        raise InputError(f"--layers {layers}: {src} already has {old} blocks; deepen grows a model (more than {old})")
+    sources = block_sources(old, layers)
+    picked = [j for j, i in enumerate(sources) if i in cfg.model.condition_layers]
+    model = dataclasses.replace(cfg.model, layers=layers, condition_layers=tuple(picked))
+    grown = dataclasses.replace(cfg, model=model)
+    state = deepen_state(load_state(Path(src)), old, layers)
+    text_path = Path(src) / TEXT_WEIGHTS
+    save_states(out, grown, state, load_file(str(text_path)) if text_path.is_file() else None)
+    return grown
