@@ -196,7 +196,7 @@ def guidance_rows(model: FullDiT, lat, ctx, cfg, device, dtype, args) -> dict[st
     cmask[0], cmask[1:, 0] = True, True  # the empty prompt: one real token
     on = torch.tensor([True, True, False], device=device)
     cond1 = condition_mix(MIXES["+ all (camera, 3 refs, depth)"], lat, cfg, device, dtype)
-    cond3 = branch_inputs({k: v.value[0] for k, v in cond1.items()}, on)  # as fulldit generate batches branches
+    cond3 = branch_inputs(cond1, on)  # as fulldit generate batches branches
     grid = model.grid(x.shape)
     with torch.no_grad():
         cache3 = model.condition_cache(cond3, grid, ctx3, cmask)

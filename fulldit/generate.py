@@ -31,10 +31,8 @@ from fulldit.checkpoint import (
     save_pretrained,
 )
 from fulldit.codecs import Codec, build_codec
-from fulldit.conditions import ConditionInput
-from fulldit.conditions.camera import camera_input
-from fulldit.conditions.depth import depth_video
-from fulldit.conditions.frames import is_causal, known_latents
+from fulldit.conditions import ConditionInput, Encoding, Given, prepare_conditions
+from fulldit.conditions.frames import known_latents
 from fulldit.config import SEED_LIMIT, FullDiTConfig, naming
 from fulldit.errors import InputError
 from fulldit.flow import euler_sample, sampling_times, to_velocity
@@ -47,7 +45,6 @@ from fulldit.video_io import (
     read_image,
     read_video,
     resize_center_crop,
-    resize_depth,
 )
 
 
@@ -119,13 +116,14 @@ class Request:
         return given
 
 
-def branch_inputs(cond: dict[str, torch.Tensor], on: torch.Tensor) -> dict[str, ConditionInput]:
-    """One sample's condition tensors repeated for every guidance branch, present where `on` (n,) is True."""
+def branch_inputs(cond: dict[str, ConditionInput], on: torch.Tensor) -> dict[str, ConditionInput]:
+    """One sample's conditions (a batch of one) repeated for every guidance branch, present where `on` (n,) is True."""
     n = len(on)
-    return {
-        k: ConditionInput(v[None].expand(n, *v.shape), on if k != "reference" else on[:, None].expand(n, v.shape[0]))
-        for k, v in cond.items()
-    }
+    out = {}
+    for name, inp in cond.items():
+        present = inp.present.expand(n, *inp.present.shape[1:]) & on.view(n, *[1] * (inp.present.ndim - 1))
+        out[name] = ConditionInput(inp.value.expand(n, *inp.value.shape[1:]), present)
+    return out
 
 
 def guidance_branches(has_conditions: bool, guidance: float, text_guidance: float) -> list[tuple[bool, bool, float]]:
@@ -252,49 +250,20 @@ class Pipeline:
         """(F, 3, H, W) in [0, 1] -> latents (C, T, h, w)."""
         return self.codec.encode((video.permute(1, 0, 2, 3)[None] * 2 - 1).to(self.device))[0]
 
-    def condition_inputs(self, req: Request) -> dict[str, torch.Tensor]:
-        """Per-condition tensors for one sample (not batched), checked against the request."""
-        cfg, size = self.config.model, (req.height, req.width)
+    def condition_inputs(self, req: Request) -> dict[str, ConditionInput]:
+        """The request's token conditions as a batch of one, each prepared by its condition module."""
+        given = Given(req.camera, req.references, req.depth, req.depth_is_disparity, req.sources)
+        missing = [name for name in given.names() if name not in self.model.conditions]
+        if missing:
+            raise InputError(
+                f"this checkpoint has no {missing[0]} condition (it has: {', '.join(self.model.conditions)})"
+            )
+        size = (req.height, req.width)
         grid = self.model.grid(
-            (1, cfg.in_channels, self.codec.latent_frames(req.frames), *self.codec.latent_size(*size))
+            (1, self.config.model.in_channels, self.codec.latent_frames(req.frames), *self.codec.latent_size(*size))
         )
-        out: dict[str, torch.Tensor] = {}
-        wanted = {"camera": req.camera is not None, "reference": bool(req.references), "depth": req.depth is not None}
-        for name, given in wanted.items():
-            if given and name not in self.model.conditions:
-                raise InputError(
-                    f"this checkpoint has no {name} condition (it has: {', '.join(self.model.conditions)})"
-                )
-        if req.camera is not None:
-            if req.camera.num_frames != req.frames:
-                raise InputError(
-                    f"{req.sources.get('camera', 'camera')}: {req.camera.num_frames} camera poses, "
-                    f"but the video has {req.frames} frames"
-                )
-            out["camera"] = camera_input(
-                req.camera,
-                grid,
-                cfg.camera.mode,
-                cfg.camera.frames_per_token,
-                self.codec.stride[0],
-                is_causal(self.codec),
-            ).to(self.device)
-        if req.references:
-            if len(req.references) > cfg.reference.max_images:
-                raise InputError(
-                    f"{len(req.references)} reference images, this model takes at most {cfg.reference.max_images}"
-                )
-            imgs = [resize_center_crop(img, size)[0][None] for img in req.references]
-            out["reference"] = torch.stack([self._encode(img)[:, 0] for img in imgs])  # (N, C, h, w)
-        if req.depth is not None:
-            if req.depth.shape[0] != req.frames:
-                raise InputError(
-                    f"{req.sources.get('depth', 'depth')}: {req.depth.shape[0]} depth frames, "
-                    f"but the video has {req.frames} frames"
-                )
-            vid = depth_video(resize_depth(req.depth, size), req.depth_is_disparity)  # (3, F, H, W) in [-1, 1]
-            out["depth"] = self.codec.encode(vid[None].to(self.device))[0]
-        return out
+        enc = Encoding(req.frames, size, grid, self.codec, self.device)
+        return prepare_conditions(self.config.model, [given], enc)
 
     # -- sampling ---------------------------------------------------------------------------------
 

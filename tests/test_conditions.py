@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from fulldit.camera import build_path
@@ -62,3 +64,33 @@ def test_dropout_only_flips_presence() -> None:
     assert torch.equal(out["depth"].value, conds["depth"].value)  # values untouched: no zeros to learn to ignore
     assert 0.25 < 1 - out["depth"].present.float().mean() < 0.35
     assert out["reference"].present.all()
+
+
+def test_generation_and_training_prepare_a_clip_alike() -> None:
+    """One clip through `fulldit generate`'s path (Pipeline.condition_inputs) and through training's
+    (collate + prepare_batch, the clip beside another that lacks every condition) gives the same tensors: both call
+    the condition modules' own `prepare`, and each module counts its tokens."""
+    from fulldit.conditions import condition_tokens
+    from fulldit.config import load_config
+    from fulldit.data import Clip, collate
+    from fulldit.generate import Pipeline, Request
+    from fulldit.train.batch import prepare_batch
+    from fulldit.world.clips import render_clip
+
+    cfg = load_config("configs/synth-s16.yaml")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=1))
+    pipe = Pipeline.from_config(cfg)
+    clip = render_clip(3, 8, 64, 64)
+    req = Request(camera=clip.camera, references=clip.references, depth=clip.depth, frames=8, height=64, width=64)
+    generation = pipe.condition_inputs(req)
+    bare = Clip(clip.video)
+    training = prepare_batch(collate([bare, clip]), cfg.model, pipe.codec, "cpu").conditions
+    assert sorted(generation) == sorted(training) == ["camera", "depth", "reference"]
+    for name, inp in generation.items():
+        assert torch.equal(inp.value[0], training[name].value[1]), name
+        assert bool(inp.present.all()) and bool(training[name].present[1].all()) and not training[name].present[0].any()
+    grid = pipe.model.grid(prepare_batch(collate([clip]), cfg.model, pipe.codec, "cpu").x0.shape)
+    assert condition_tokens(cfg.model, generation, grid) == [
+        {"camera": grid.t * 2, "reference": len(clip.references) * grid.h * grid.w, "depth": grid.tokens}[n]
+        for n in generation
+    ]

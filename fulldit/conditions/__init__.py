@@ -5,19 +5,24 @@ documents, and `present`, which says per sample (or per item, for several refere
 condition is given — and returns a `Segment` whose mask hides the tokens of absent ones. The model
 never branches on condition names: it tokenizes what it is given and packs it (sequence.py).
 
+Each module also owns the way from a sample's raw input to that tensor and how many tokens it adds: static
+`prepare(cfg, given, encoding)` (raw `Given` inputs of a batch -> `ConditionInput`) and `num_tokens(cfg, input,
+grid)`, which generation, training and the benchmarks all call through `prepare_conditions` / `condition_tokens`.
+
 `CONDITIONS` is the only registry. Frame conditions (first/prefix/last/key frames) are not tokens:
 they replace noisy latent frames with clean ones (frames.py, STIV), so they live in the sampler.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from fulldit.conditions.base import ConditionInput, Grid
+from fulldit.conditions.base import ConditionInput, Encoding, Given, Grid
 from fulldit.conditions.camera import CameraCondition
 from fulldit.conditions.depth import DepthCondition
 from fulldit.conditions.reference import ReferenceCondition
@@ -26,7 +31,17 @@ from fulldit.errors import InputError
 if TYPE_CHECKING:
     from fulldit.config import ModelConfig
 
-__all__ = ["CONDITIONS", "ConditionInput", "Grid", "build_conditions", "drop_conditions"]
+__all__ = [
+    "CONDITIONS",
+    "ConditionInput",
+    "Encoding",
+    "Given",
+    "Grid",
+    "build_conditions",
+    "condition_tokens",
+    "drop_conditions",
+    "prepare_conditions",
+]
 
 
 def drop_conditions(
@@ -62,3 +77,14 @@ CONDITIONS: dict[str, type[nn.Module]] = {
     "reference": ReferenceCondition,
     "depth": DepthCondition,
 }
+
+
+def prepare_conditions(cfg: ModelConfig, given: Sequence[Given], enc: Encoding) -> dict[str, ConditionInput]:
+    """Every condition of the model that some sample brings, from the samples' raw inputs (one per sample)."""
+    prepared = {name: CONDITIONS[name].prepare(cfg, given, enc) for name in cfg.conditions}
+    return {name: inp for name, inp in prepared.items() if inp is not None}
+
+
+def condition_tokens(cfg: ModelConfig, conditions: dict[str, ConditionInput], grid: Grid) -> list[int]:
+    """Tokens each given condition adds per sample (for throughput and FLOPs)."""
+    return [CONDITIONS[name].num_tokens(cfg, inp, grid) for name, inp in conditions.items()]

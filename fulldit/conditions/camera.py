@@ -1,6 +1,7 @@
 """Camera condition: a camera path becomes a few tokens per latent frame (FullDiT) or dense Plücker rays.
 
-Input preparation (`camera_input`) turns a `CameraPath` into the tensor this module embeds:
+Input preparation (`CameraCondition.prepare`, one sample: `camera_input`) turns a `CameraPath` into the tensor this
+module embeds:
 - mode "tokens": per token frame, the relative, scale-normalised 3x4 pose and the 4 normalised
   intrinsics of each video frame it covers (G = frames_per_token of them, 16 numbers each) ->
   (B, T, G*16). An MLP maps them to `tokens_per_frame` tokens placed on the video's time axis.
@@ -11,6 +12,7 @@ Input preparation (`camera_input`) turns a `CameraPath` into the tensor this mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,8 +20,9 @@ from einops import rearrange
 from torch import nn
 
 from fulldit.camera import CameraPath, camera_features, plucker_rays
-from fulldit.conditions.base import ConditionInput, Grid
-from fulldit.conditions.frames import latent_index
+from fulldit.conditions.base import ConditionInput, Encoding, Given, Grid
+from fulldit.conditions.frames import is_causal, latent_index
+from fulldit.errors import InputError
 from fulldit.sequence import Segment, grid_positions
 
 if TYPE_CHECKING:
@@ -73,6 +76,29 @@ class CameraCondition(nn.Module):
         width = self.g * (POSE_FEATURES if self.mode == "tokens" else RAY_FEATURES)
         out = cfg.dim * (self.k if self.mode == "tokens" else 1)
         self.embed = nn.Sequential(nn.Linear(width, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, out))
+
+    @staticmethod
+    def prepare(cfg: ModelConfig, given: Sequence[Given], enc: Encoding) -> ConditionInput | None:
+        """The batch's camera tensors, (B, T, G*16) or (B, T, h, w, G*6); None when no sample has a camera."""
+        present = [g.camera is not None for g in given]
+        if not any(present):
+            return None
+        values = []
+        for g in given:
+            if g.camera is not None and g.camera.num_frames != enc.frames:
+                raise InputError(f"{g.sources.get('camera', 'camera')}: {g.camera.num_frames} camera poses, "
+                                 f"but the video has {enc.frames} frames")  # fmt: skip
+            values.append(None if g.camera is None else camera_input(
+                g.camera, enc.grid, cfg.camera.mode, cfg.camera.frames_per_token, enc.codec.stride[0],
+                is_causal(enc.codec)))  # fmt: skip
+        like = next(v for v in values if v is not None)
+        stacked = torch.stack([v if v is not None else torch.zeros_like(like) for v in values])
+        return ConditionInput(stacked.to(enc.device), torch.tensor(present, device=enc.device))
+
+    @staticmethod
+    def num_tokens(cfg: ModelConfig, inp: ConditionInput, grid: Grid) -> int:
+        """Tokens the camera adds per sample: a few per token frame, or one per video token (Plücker)."""
+        return grid.tokens if cfg.camera.mode == "plucker" else grid.t * cfg.camera.tokens_per_frame
 
     def forward(self, inp: ConditionInput, grid: Grid) -> Segment:
         value = inp.value.to(self.embed[0].weight.dtype)

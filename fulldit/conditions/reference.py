@@ -7,14 +7,17 @@ sits at time position -1 - i, apart from the video, on its own spatial grid (seq
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from fulldit.conditions.base import ConditionInput, Grid
+from fulldit.conditions.base import ConditionInput, Encoding, Given, Grid
+from fulldit.errors import InputError
 from fulldit.sequence import Segment, grid_positions
+from fulldit.video_io import resize_center_crop
 
 if TYPE_CHECKING:
     from fulldit.config import ModelConfig
@@ -28,6 +31,36 @@ class ReferenceCondition(nn.Module):
         _, self.ph, self.pw = cfg.patch
         self.max_images = cfg.reference.max_images
         self.embed = nn.Linear(cfg.in_channels * self.ph * self.pw, cfg.dim)
+
+    @staticmethod
+    def prepare(cfg: ModelConfig, given: Sequence[Given], enc: Encoding) -> ConditionInput | None:
+        """The batch's reference latents (B, N, C, h, w), N the most any sample has; None when none has any.
+
+        Each image is resized and centre-cropped to the video's size and encoded as a one-frame video; empty
+        slots are black images marked absent. Training data keeps the first `max_images`; a request with more fails.
+        """
+        most = cfg.reference.max_images
+        if not enc.training and any(len(g.references) > most for g in given):
+            count = max(len(g.references) for g in given)
+            raise InputError(f"{count} reference images, this model takes at most {most}")
+        refs = [list(g.references)[:most] for g in given]
+        n = max(len(r) for r in refs)
+        if n == 0:
+            return None
+        b, size = len(given), enc.size
+        images = torch.zeros(b * n, 3, *size, device=enc.device)
+        present = torch.zeros(b, n, dtype=torch.bool, device=enc.device)
+        for i, r in enumerate(refs):
+            for j, img in enumerate(r):
+                images[i * n + j] = img if tuple(img.shape[-2:]) == size else resize_center_crop(img, size)[0]
+                present[i, j] = True
+        lat = enc.codec.encode(images[:, :, None] * 2 - 1)[:, :, 0]  # each a one-frame video: (B*N, C, h, w)
+        return ConditionInput(lat.unflatten(0, (b, n)), present)
+
+    @staticmethod
+    def num_tokens(cfg: ModelConfig, inp: ConditionInput, grid: Grid) -> int:
+        """Tokens the references add per sample: one spatial grid per image slot."""
+        return inp.value.shape[1] * grid.h * grid.w
 
     def forward(self, inp: ConditionInput, grid: Grid) -> Segment:
         lat = inp.value.to(self.embed.weight.dtype)  # (B, N, C, h, w)

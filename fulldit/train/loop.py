@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config, save_states
-from fulldit.conditions import ConditionInput, Grid, drop_conditions
+from fulldit.conditions import ConditionInput, Grid, condition_tokens, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, ModelConfig, to_dict
 from fulldit.errors import InputError
@@ -121,16 +121,8 @@ def generators(seed: int, step: int, slot: int, device: torch.device) -> tuple[t
 
 
 def condition_segments(cfg: ModelConfig, grid: Grid, conditions: dict[str, ConditionInput]) -> list[int]:
-    """Tokens each condition adds per sample (for throughput and FLOPs)."""
-    sizes = []
-    for name, inp in conditions.items():
-        if name == "depth" or (name == "camera" and cfg.camera.mode == "plucker"):
-            sizes.append(grid.tokens)
-        elif name == "camera":
-            sizes.append(grid.t * cfg.camera.tokens_per_frame)
-        elif name == "reference":
-            sizes.append(inp.value.shape[1] * grid.h * grid.w)
-    return sizes
+    """Tokens each condition adds per sample (for throughput and FLOPs), as each condition module counts them."""
+    return condition_tokens(cfg, conditions, grid)
 
 
 def param_groups(trainee: nn.Module, tcfg: TrainConfig) -> tuple[list[dict], list[float]]:
