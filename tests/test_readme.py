@@ -33,3 +33,15 @@ def test_main_command_files_exist() -> None:
     assert "fulldit generate" in main_cmd
     for path in re.findall(r"(examples/\S+)", main_cmd):
         assert (ROOT / path).is_file(), path
+
+
+def test_layout_maps_the_tree() -> None:
+    """The README's layout block names every module and package of fulldit/, and every path it names exists."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Layout\n.*?```\n(.*?)```", text, re.S).group(1)
+    named = {ln.split()[0] for ln in block.splitlines() if ln and not ln.startswith(" ")}
+    for path in named:
+        assert (ROOT / path.rstrip("/")).exists(), f"the layout names {path}, which is not in the tree"
+    tree = {f"fulldit/{p.name}" + ("/" if p.is_dir() else "") for p in (ROOT / "fulldit").iterdir()}
+    tree = {p for p in tree if not p.endswith(("__init__.py", "py.typed", "__pycache__/"))}
+    assert not tree - named, f"not in the README's layout: {sorted(tree - named)}"
