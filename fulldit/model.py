@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from fulldit.attention import KeyMask, attend, attend_lse, key_mask, save_attention_context
@@ -57,7 +57,7 @@ FP32_PARAMS = (
 )  # kept fp32 in half precision
 
 
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal embedding of t (any shape) -> (*t.shape, dim), cos first, as Wan2.1 (float64 -> float32)."""
     half = dim // 2
     freqs = torch.pow(10000.0, -torch.arange(half, device=t.device, dtype=torch.float64) / half)
@@ -71,7 +71,7 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * hw, hw, hw
 
 
-def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_angles(pos: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """cos, sin (B, L, 1, head_dim/2) for float positions (B, L, 3), computed in float64 for accuracy."""
     angles = []
     for axis, d in enumerate(rope_split(head_dim)):
@@ -81,7 +81,7 @@ def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.T
     return a.cos().float(), a.sin().float()
 
 
-def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
     """Rotate interleaved pairs (x[2i], x[2i+1]) of x (B, L, H, d) by the angles in rope (Wan2.1's layout).
 
     The products run in fp32 (cos/sin are fp32); the result is stored in x's dtype. No in-place writes, so
@@ -93,7 +93,7 @@ def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torc
     return torch.stack([(x1 * cos - x2 * sin).to(dt), (x1 * sin + x2 * cos).to(dt)], -1).flatten(-2)
 
 
-def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def modulate(x: Tensor, norm: nn.Module, shift: Tensor, scale: Tensor) -> Tensor:
     """norm(x) * (1 + scale) + shift in fp32. x (B, N, D); shift/scale (B, G, D) for G equal groups of tokens."""
     g = shift.shape[1]
     if g == 1:  # one table for all tokens: a plain broadcast, which runs vectorised
@@ -102,7 +102,7 @@ def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch
     return (y * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2).type_as(x)
 
 
-def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+def gated_residual(x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
     """x + y * gate, accumulated in fp32 (gate is fp32, so type promotion does it without extra copies).
 
     x, y (B, N, D); gate (B, G, D) for G equal groups of tokens.
@@ -123,18 +123,18 @@ class Attention(nn.Module):
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
 
-    def qkv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
         """Queries, keys, values (B, L, H, d) of the tokens x (B, L, D), rotated by their positions."""
         q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
         k = self.norm_k(self.k(x)).unflatten(-1, (self.heads, -1))
         v = self.v(x).unflatten(-1, (self.heads, -1))
         return apply_rope(q, rope), apply_rope(k, rope), v
 
-    def query(self, x: torch.Tensor) -> torch.Tensor:
+    def query(self, x: Tensor) -> Tensor:
         """Cross-attention queries (B, L, H, d) of x (B, L, D)."""
         return self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
 
-    def text(self, q: torch.Tensor, context: torch.Tensor, context_mask: KeyMask | None) -> torch.Tensor:
+    def text(self, q: Tensor, context: Tensor, context_mask: KeyMask | None) -> Tensor:
         """Cross-attention of the queries q (B, L, H, d) to the text context (B, Lt, D) -> (B, L, H*d), before `o`."""
         k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))
         v = self.v(context).unflatten(-1, (self.heads, -1))
@@ -145,13 +145,13 @@ class Attention(nn.Module):
 class StepInputs:
     """What every block needs besides the tokens: modulation, positions, text, condition layout."""
 
-    mod_video: torch.Tensor  # (B, G, 6, D) fp32 time embedding per token-frame group (G = 1 when all times agree)
-    mod_cond: torch.Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
-    rope_video: tuple[torch.Tensor, torch.Tensor]
-    rope_cond: tuple[torch.Tensor, torch.Tensor] | None
-    context: torch.Tensor  # (B, Lt, D)
+    mod_video: Tensor  # (B, G, 6, D) fp32 time embedding per token-frame group (G = 1 when all times agree)
+    mod_cond: Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
+    rope_video: tuple[Tensor, Tensor]
+    rope_cond: tuple[Tensor, Tensor] | None
+    context: Tensor  # (B, Lt, D)
     context_mask: KeyMask | None  # (B, Lt) real text tokens
-    cond_mask: torch.Tensor | None  # (B, Lc) or None when all condition tokens are real
+    cond_mask: Tensor | None  # (B, Lc) or None when all condition tokens are real
     cond_bounds: list[tuple[int, int]]
     layout: str
     # The key masks the blocks use, each found once per forward (attention.KeyMask), None where all keys are real:
@@ -184,11 +184,11 @@ class Block(nn.Module):
         self.reads_conditions = True  # False: condition tokens skip this block (model.condition_layers)
         self.checkpointing = "none"  # training: "full" recomputes the block in backward, "selective" all but attention
 
-    def _mod(self, e: torch.Tensor) -> list[torch.Tensor]:
+    def _mod(self, e: Tensor) -> list[Tensor]:
         """Six (B, G, D) tables: shift, scale, gate of attention; shift, scale, gate of the FFN."""
         return list((self.modulation + e).unbind(2))  # e: (B, G, 6, D)
 
-    def _tail(self, x: torch.Tensor, attn_out: torch.Tensor, mod: list[torch.Tensor], s: StepInputs) -> torch.Tensor:
+    def _tail(self, x: Tensor, attn_out: Tensor, mod: list[Tensor], s: StepInputs) -> Tensor:
         """Residual of self-attention, then text cross-attention and the FFN, for one stream of tokens."""
         _, _, gate, c_shift, c_scale, c_gate = mod
         x, q = self.attention_residual(x, own_tensor(attn_out), gate)
@@ -198,37 +198,33 @@ class Block(nn.Module):
     # The three dense stretches of a block: plain tensors in and out, no masks or condition layout, so that
     # `FullDiT.compile_blocks` compiles each once (dynamic shapes) for every mix of conditions.
     def project(
-        self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x: Tensor, shift: Tensor, scale: Tensor, cos: Tensor, sin: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention q, k, v (B, L, H, d) of tokens x (B, L, D): modulated norm, projections, qk-norm, rotary."""
         return self.self_attn.qkv(modulate(x, self.norm1, shift, scale), (cos, sin))
 
-    def attention_residual(
-        self, x: torch.Tensor, attn_out: torch.Tensor, gate: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def attention_residual(self, x: Tensor, attn_out: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
         """x + gate * o(attn_out) (B, L, D), and the text cross-attention's queries (B, L, H, d) of the result."""
         x = gated_residual(x, self.self_attn.o(attn_out), gate)
         return x, self.cross_attn.query(self.norm3(x.float()).type_as(x))
 
-    def ffn_residual(
-        self, x: torch.Tensor, text: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, gate: torch.Tensor
-    ) -> torch.Tensor:
+    def ffn_residual(self, x: Tensor, text: Tensor, shift: Tensor, scale: Tensor, gate: Tensor) -> Tensor:
         """x + o(text cross-attention), then the gated FFN residual (B, L, D)."""
         x = x + self.cross_attn.o(text)
         return gated_residual(x, self.ffn(modulate(x, self.norm2, shift, scale)), gate)
 
-    def cond_qkv(self, xc: torch.Tensor, s: StepInputs) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+    def cond_qkv(self, xc: Tensor, s: StepInputs) -> tuple[list[Tensor], tuple[Tensor, ...]]:
         mod_c = self._mod(s.mod_cond)
         return mod_c, self.project(xc, mod_c[0], mod_c[1], *s.rope_cond)
 
     def forward(
         self,
-        xv: torch.Tensor,
-        xc: torch.Tensor | None,
+        xv: Tensor,
+        xc: Tensor | None,
         s: StepInputs,
-        cached_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cached_kv: tuple[Tensor, Tensor] | None = None,
         keep_conditions: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         """Update the video tokens xv (B, Nv, D) and condition tokens xc (B, Nc, D) or None.
 
         keep_conditions=False: the condition tokens' own update is skipped (no later block reads them).
@@ -242,12 +238,12 @@ class Block(nn.Module):
 
     def _forward(
         self,
-        xv: torch.Tensor,
-        xc: torch.Tensor | None,
+        xv: Tensor,
+        xc: Tensor | None,
         s: StepInputs,
-        cached_kv: tuple[torch.Tensor, torch.Tensor] | None,
+        cached_kv: tuple[Tensor, Tensor] | None,
         keep_conditions: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         # 1. Queries, keys, values of the video tokens (per-frame modulation) and condition tokens (t = 0).
         mod_v = self._mod(s.mod_video)
         qv, kv, vv = self.project(xv, mod_v[0], mod_v[1], *s.rope_video)  # (B, Nv, H, d)
@@ -276,14 +272,14 @@ class Block(nn.Module):
 
     def attention(
         self,
-        qv: torch.Tensor,
-        kv: torch.Tensor,
-        vv: torch.Tensor,
-        qc: torch.Tensor | None,
-        kc: torch.Tensor,
-        vc: torch.Tensor,
+        qv: Tensor,
+        kv: Tensor,
+        vv: Tensor,
+        qc: Tensor | None,
+        kc: Tensor,
+        vc: Tensor,
         s: StepInputs,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         """Self-attention outputs (B, Nv, D) of the video and (B, Nc, D) of the conditions (None when qc is None).
 
         Video queries read every key. Condition queries read every key (`full`) or their own condition's (`isolated`).
@@ -301,9 +297,7 @@ class Block(nn.Module):
             out_v = attend(qv, k, v, s.sequence_keys).flatten(-2)
         return out_v, None if qc is None else self._isolated(qc, kc, vc, s)
 
-    def _gated(
-        self, qv: torch.Tensor, kv: torch.Tensor, vv: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs
-    ) -> torch.Tensor:
+    def _gated(self, qv: Tensor, kv: Tensor, vv: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
         """Video queries over video and condition keys: one softmax in which the condition keys weigh g per head.
 
         Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
@@ -317,21 +311,19 @@ class Block(nn.Module):
         w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
         return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, D)
 
-    def gate(self) -> torch.Tensor:
+    def gate(self) -> Tensor:
         """The condition gate per head, clamped to [0, 1]; its gradient passes the clamp (straight-through), so a
         gate pushed below 0 by one step can reopen."""
         g = self.cond_gate.float()
         return g + (g.clamp(0.0, 1.0) - g).detach()
 
-    def _isolated(self, qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs) -> torch.Tensor:
+    def _isolated(self, qc: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
         """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
         keys = s.segment_keys or [None] * len(s.cond_bounds)
         outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
         return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
 
-    def condition_kv(
-        self, xc: torch.Tensor, s: StepInputs, update: bool
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+    def condition_kv(self, xc: Tensor, s: StepInputs, update: bool) -> tuple[tuple[Tensor, Tensor], Tensor | None]:
         """Isolated layout: this block's condition keys/values (to cache) and, if `update`, the tokens after it.
 
         Sequence-parallel, the keys/values kept are this rank's heads of every condition token.
@@ -347,7 +339,7 @@ class Block(nn.Module):
         return (kc, vc), self._tail(xc, out, mod_c, s)
 
 
-def own_tensor(x: torch.Tensor) -> torch.Tensor:
+def own_tensor(x: Tensor) -> Tensor:
     """x itself if it is a contiguous tensor of its own, else a contiguous copy.
 
     Attention outputs are views of several layouts (slices, transposes, masked groups); torch.compile guards on a
@@ -356,7 +348,7 @@ def own_tensor(x: torch.Tensor) -> torch.Tensor:
     return x if x._base is None and x.is_contiguous() else x.clone(memory_format=torch.contiguous_format)
 
 
-def with_a_key(mask: torch.Tensor) -> torch.Tensor:
+def with_a_key(mask: Tensor) -> Tensor:
     """mask (B, L) with key 0 turned on in rows that have no key at all (no in-place write: compile-friendly)."""
     first = torch.arange(mask.shape[1], device=mask.device) == 0
     return mask | (~mask.any(1, keepdim=True) & first)
@@ -379,7 +371,7 @@ class Head(nn.Module):
         self.head = nn.Linear(dim, out_features)
         self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
         shift, scale = (self.modulation + e[:, :, None]).unbind(2)  # (B, G, D) each, e: (B, G, D)
         return self.head(modulate(x, self.norm, shift, scale))
 
@@ -476,13 +468,13 @@ class FullDiT(nn.Module):
 
     def step_inputs(
         self,
-        t: torch.Tensor,
+        t: Tensor,
         grid: Grid,
-        context: torch.Tensor,
-        context_mask: torch.Tensor | None,
+        context: Tensor,
+        context_mask: Tensor | None,
         packed: Packed | None,
         cond_rope: bool = True,
-    ) -> tuple[StepInputs, torch.Tensor]:
+    ) -> tuple[StepInputs, Tensor]:
         """Timestep modulation, rotary angles and text projection shared by all blocks.
 
         cond_rope=False skips the conditions' rotary angles: with a condition cache their keys are already rotated.
@@ -526,14 +518,14 @@ class FullDiT(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        context: torch.Tensor,
-        context_mask: torch.Tensor | None = None,
+        x: Tensor,
+        t: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
         conditions: dict[str, ConditionInput] | None = None,
         cache: ConditionCache | None = None,
         parallel: SequenceParallel | None = None,
-    ) -> torch.Tensor:
+    ) -> Tensor:
         """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T).
 
         context (B, Lt, text_dim) are text-encoder features, context_mask (B, Lt) marks real ones.
@@ -576,8 +568,8 @@ class FullDiT(nn.Module):
         self,
         conditions: dict[str, ConditionInput],
         grid: Grid,
-        context: torch.Tensor,
-        context_mask: torch.Tensor | None = None,
+        context: Tensor,
+        context_mask: Tensor | None = None,
         parallel: SequenceParallel | None = None,
     ) -> ConditionCache | None:
         """Run the condition tokens through all blocks once and keep each block's keys/values.
@@ -619,7 +611,7 @@ class ConditionCache:
     """Per-block condition keys/values (isolated layout), reused at every denoising step of one generation."""
 
     packed: Packed
-    kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # None for blocks that do not read conditions
+    kv: list[tuple[Tensor, Tensor] | None]  # None for blocks that do not read conditions
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in filter(None, self.kv))
