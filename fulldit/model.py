@@ -1,9 +1,11 @@
 """FullDiT: one video diffusion transformer for any mix of conditions, learned with full self-attention.
 
-Data flow (forward): patchify the noisy latents into video tokens -> tokenize each condition into a
-Segment -> pack the segments after the video tokens -> N blocks of (self-attention over the whole
-sequence, cross-attention to the text, FFN), each modulated by the timestep (AdaLN) -> keep the
-video tokens -> unpatchify.
+The figure, as `FullDiT.forward` runs it: 1. tokenize the noisy latents into video tokens (patchify) and each
+condition into a Segment (conditions/) -> 2. one sequence [video | conditions], every token with a 3D rotary
+position (sequence.py) -> 3. N blocks of (self-attention over the sequence, cross-attention to the text, FFN),
+modulated by the timestep (AdaLN) -> 4. the video tokens -> head -> unpatchify. The video and condition tokens are
+held as two tensors, not one: condition tokens are modulated as clean data and, in `isolated`, their keys/values are
+cached across denoising steps; the self-attention runs over the concatenation of their keys.
 
 The block layout, parameter names and numerics follow Wan2.1's original release (self_attn/cross_attn
 with q,k,v,o and RMS qk-norm across heads, norm1/norm3/norm2, a 6-row modulation table per block,
@@ -13,10 +15,10 @@ tensor for tensor (issue #6). What FullDiT adds:
 - condition tokens in the self-attention sequence, with their own 3D rotary positions (sequence.py);
 - timesteps per latent frame (STIV frame replacement: known frames carry t = 0), and condition
   tokens modulated as clean data (t = 0), so they do not depend on the noise level;
-- two attention layouts: `full` (FullDiT: every token attends to every token) and `isolated`
-  (FullDiT2: video tokens attend to everything, each condition only to itself). In `isolated` a
-  condition's keys/values depend neither on the noisy video nor on the timestep, so
-  `condition_cache()` computes them once per generation and every denoising step reuses them;
+- attention variants (`ATTENTION`, one per (model.attention, model.condition_gate), chosen when a block is built):
+  `full` (FullDiT: every token attends to every token) and `isolated` (FullDiT2: video tokens attend to everything,
+  each condition only to itself). In `isolated` a condition's keys/values depend neither on the noisy video nor on
+  the timestep, so `condition_cache()` computes them once per generation and every denoising step reuses them;
 - optionally (`condition_layers`) conditions in a few blocks only: condition tokens pass through, and video
   tokens read them in, the named blocks (FullDiT2), which cuts the attention the conditions cost;
 - optionally (`condition_gate`, set for converted Wan2.1 checkpoints) a zero-initialised gate per block
@@ -143,7 +145,7 @@ class Attention(nn.Module):
 
 @dataclass
 class StepInputs:
-    """What every block needs besides the tokens: modulation, positions, text, condition layout."""
+    """What every block needs besides the tokens: modulation, positions, text, where each condition sits."""
 
     mod_video: Tensor  # (B, G, 6, D) fp32 time embedding per token-frame group (G = 1 when all times agree)
     mod_cond: Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
@@ -153,25 +155,107 @@ class StepInputs:
     context_mask: KeyMask | None  # (B, Lt) real text tokens
     cond_mask: Tensor | None  # (B, Lc) or None when all condition tokens are real
     cond_bounds: list[tuple[int, int]]
-    layout: str
     # The key masks the blocks use, each found once per forward (attention.KeyMask), None where all keys are real:
     sequence_keys: KeyMask | None = None  # (B, Nv + Lc): the real keys of the whole sequence
-    cond_keys: KeyMask | None = None  # (B, Lc): the real condition keys (gated layout)
-    # per condition segment, with one key kept in rows that have none (isolated layout; see step_inputs)
+    cond_keys: KeyMask | None = None  # (B, Lc): the real condition keys (gated variants)
+    # per condition segment, with one key kept in rows that have none (isolated variants; see step_inputs)
     segment_keys: list[KeyMask | None] | None = None
     parallel: SequenceShard | None = None  # sequence-parallel: this rank's share of the tokens (parallel.py)
 
 
-class Block(nn.Module):
-    """Self-attention over [video, conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
+# -- The self-attention over the sequence [video | conditions], in four variants -----------------------------------
+# One signature: the block (for its condition gate), queries, keys and values (B, N, H, d) of the video tokens (qv, kv,
+# vv) and of the condition tokens (qc, kc, vc), the step inputs (key masks, segment bounds) -> outputs (B, Nv, H*d) of
+# the video and (B, Nc, H*d) of the conditions. qc None (no later block reads the condition tokens, or their keys come
+# from a cache): the video's output only. Each block takes its variant once, from model.attention and
+# model.condition_gate (`ATTENTION`); the video and the conditions are two tensors, and the keys their concatenation.
 
-    condition_gate: video queries read the condition keys with a weight g per head in [0, 1] inside their softmax
-    (two dense attentions merged by log-sum-exp, `_gated`), zero at init: with g = 0 the video stream is exactly a
-    pretrained backbone's, conditions given or not (one shared softmax with the conditions would take attention mass
-    from the video keys at once); with g = 1 it is FullDiT's full attention. Training opens the gates.
+
+def full_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """FullDiT (`attention: full`): one softmax over the whole sequence [video | conditions] for every token."""
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+    if qc is None:
+        return attend(qv, k, v, s.sequence_keys).flatten(-2), None
+    out = attend(torch.cat([qv, qc], 1), k, v, s.sequence_keys).flatten(-2)  # (B, Nv + Nc, H*d), one call
+    return out[:, : qv.shape[1]], out[:, qv.shape[1] :]
+
+
+def isolated_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """FullDiT2's decoupled mask (`attention: isolated`): video tokens attend to the whole sequence, each condition
+    only to itself, so its keys/values see neither the noisy video nor t (`FullDiT.condition_cache` keeps them)."""
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+    out_v = attend(qv, k, v, s.sequence_keys).flatten(-2)  # (B, Nv, H*d)
+    return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
+
+
+def gated_full_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """`full` with `condition_gate` (converted Wan2.1 backbones): the video reads the conditions through the gate
+    (`gated_video_attention`: gate 0 is the backbone, gate 1 `full_attention`); the conditions read everything."""
+    out_v = gated_video_attention(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
+    if qc is None:
+        return out_v, None
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+    return out_v, attend(qc, k, v, s.sequence_keys).flatten(-2)
+
+
+def gated_isolated_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """`isolated` with `condition_gate`: the video reads the conditions through the gate, each condition only itself."""
+    out_v = gated_video_attention(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
+    return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
+
+
+ATTENTION = {  # (model.attention, model.condition_gate) -> the blocks' attention variant
+    ("full", False): full_attention,
+    ("isolated", False): isolated_attention,
+    ("full", True): gated_full_attention,
+    ("isolated", True): gated_isolated_attention,
+}
+
+
+def gated_video_attention(
+    gate: Tensor, qv: Tensor, kv: Tensor, vv: Tensor, kc: Tensor, vc: Tensor, cond_keys: KeyMask | None
+) -> Tensor:
+    """Video queries over video and condition keys: one softmax in which the condition keys weigh `gate` (H,).
+
+    Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
+    out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
+    given or not (one shared softmax would take attention mass from the video keys at once); at g = 1 it is
+    FullDiT's one softmax over [video, conditions].
+    """
+    o_v, l_v = attend_lse(qv, kv, vv, None)  # (B, Nv, H, d), (B, Nv, H)
+    o_c, l_c = attend_lse(qv, kc, vc, cond_keys)  # rows without condition keys: zeros, -inf
+    m = torch.maximum(l_v, l_c)
+    z_v, z_c = torch.exp(l_v - m), gate * torch.exp(l_c - m)  # (B, Nv, H); the gate is per head
+    w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
+    return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, H*d)
+
+
+def each_condition_alone(qc: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
+    """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
+    keys = s.segment_keys or [None] * len(s.cond_bounds)
+    outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
+    return torch.cat(outs, 1).flatten(-2)  # (B, Nc, H*d)
+
+
+class Block(nn.Module):
+    """Self-attention over [video | conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
+
+    attention, condition_gate: which of the attention variants this block runs (`ATTENTION`), fixed at construction.
+    The gate (`condition_gate`, one weight per head, zero at init) lets a pretrained backbone compute exactly what it
+    computed before, conditions given or not; training opens it into FullDiT's one softmax.
     """
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float, condition_gate: bool = False):
+    def __init__(
+        self, dim: int, heads: int, ffn_dim: int, eps: float, attention: str = "full", condition_gate: bool = False
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.self_attn = Attention(dim, heads, eps)
@@ -181,6 +265,7 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
         self.cond_gate = nn.Parameter(torch.zeros(heads)) if condition_gate else None
+        self.attention_variant = ATTENTION[attention, condition_gate]  # chosen once, not per call
         self.reads_conditions = True  # False: condition tokens skip this block (model.condition_layers)
         self.checkpointing = "none"  # training: "full" recomputes the block in backward, "selective" all but attention
 
@@ -247,7 +332,7 @@ class Block(nn.Module):
         # 1. Queries, keys, values of the video tokens (per-frame modulation) and condition tokens (t = 0).
         mod_v = self._mod(s.mod_video)
         qv, kv, vv = self.project(xv, mod_v[0], mod_v[1], *s.rope_video)  # (B, Nv, H, d)
-        if cached_kv is not None:  # isolated layout, condition keys/values computed once per generation
+        if cached_kv is not None:  # isolated: condition keys/values computed once per generation (condition_cache)
             kc, vc = cached_kv
             qc, mod_c = None, None
         elif xc is not None:
@@ -257,10 +342,10 @@ class Block(nn.Module):
         if not keep_conditions:
             qc = None
 
-        # 2. One attention over the whole sequence: every key is a video or a condition token.
+        # 2. Self-attention over the sequence [video | conditions]: this block's variant (ATTENTION).
         if s.parallel is not None:  # sequence-parallel: the heads are split over the ranks around it (parallel.py)
             out_v, out_c = s.parallel.attention(self, qv, kv, vv, qc, kc, vc, s)
-        elif kc is None:
+        elif kc is None:  # no condition token in this block: the sequence is the video alone
             out_v, out_c = attend(qv, kv, vv, None).flatten(-2), None
         else:
             out_v, out_c = self.attention(qv, kv, vv, qc, kc, vc, s)
@@ -271,57 +356,16 @@ class Block(nn.Module):
         return xv, xc
 
     def attention(
-        self,
-        qv: Tensor,
-        kv: Tensor,
-        vv: Tensor,
-        qc: Tensor | None,
-        kc: Tensor,
-        vc: Tensor,
-        s: StepInputs,
+        self, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
     ) -> tuple[Tensor, Tensor | None]:
-        """Self-attention outputs (B, Nv, D) of the video and (B, Nc, D) of the conditions (None when qc is None).
-
-        Video queries read every key. Condition queries read every key (`full`) or their own condition's (`isolated`).
-        """
-        nv, full = qv.shape[1], s.layout == "full" and qc is not None
-        out_v = self._gated(qv, kv, vv, kc, vc, s) if self.cond_gate is not None else None  # (B, Nv, D)
-        if out_v is None or full:
-            k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
-        if full:
-            if out_v is not None:
-                return out_v, attend(qc, k, v, s.sequence_keys).flatten(-2)
-            out = attend(torch.cat([qv, qc], 1), k, v, s.sequence_keys).flatten(-2)  # (B, Nv + Nc, D)
-            return out[:, :nv], out[:, nv:]
-        if out_v is None:
-            out_v = attend(qv, k, v, s.sequence_keys).flatten(-2)
-        return out_v, None if qc is None else self._isolated(qc, kc, vc, s)
-
-    def _gated(self, qv: Tensor, kv: Tensor, vv: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
-        """Video queries over video and condition keys: one softmax in which the condition keys weigh g per head.
-
-        Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
-        out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
-        given or not; at g = 1 it is FullDiT's one softmax over [video, conditions] (`attention: full`).
-        """
-        o_v, l_v = attend_lse(qv, kv, vv, None)  # (B, Nv, H, d), (B, Nv, H)
-        o_c, l_c = attend_lse(qv, kc, vc, s.cond_keys)  # rows without condition keys: zeros, -inf
-        m = torch.maximum(l_v, l_c)
-        z_v, z_c = torch.exp(l_v - m), self.gate() * torch.exp(l_c - m)  # (B, Nv, H); the gate is per head
-        w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
-        return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, D)
+        """This block's attention variant over [video | conditions]: outputs (B, Nv, H*d) and (B, Nc, H*d) or None."""
+        return self.attention_variant(self, qv, kv, vv, qc, kc, vc, s)
 
     def gate(self) -> Tensor:
         """The condition gate per head, clamped to [0, 1]; its gradient passes the clamp (straight-through), so a
         gate pushed below 0 by one step can reopen."""
         g = self.cond_gate.float()
         return g + (g.clamp(0.0, 1.0) - g).detach()
-
-    def _isolated(self, qc: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
-        """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
-        keys = s.segment_keys or [None] * len(s.cond_bounds)
-        outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
-        return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
 
     def condition_kv(self, xc: Tensor, s: StepInputs, update: bool) -> tuple[tuple[Tensor, Tensor], Tensor | None]:
         """Isolated layout: this block's condition keys/values (to cache) and, if `update`, the tokens after it.
@@ -333,7 +377,7 @@ class Block(nn.Module):
             qc, kc, vc = s.parallel.to_heads(s.parallel.cond, qc, kc, vc)
         if not update:
             return (kc, vc), None
-        out = self._isolated(qc, kc, vc, s)
+        out = each_condition_alone(qc, kc, vc, s)
         if s.parallel is not None:
             out = s.parallel.to_sequence(s.parallel.cond, out)
         return (kc, vc), self._tail(xc, out, mod_c, s)
@@ -390,7 +434,7 @@ class FullDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.conditions = build_conditions(cfg)
         self.blocks = nn.ModuleList(
-            [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.condition_gate) for _ in range(cfg.layers)]
+            [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.attention, cfg.condition_gate) for _ in range(cfg.layers)]
         )
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
         for i, block in enumerate(self.blocks):
@@ -502,9 +546,8 @@ class FullDiT(nn.Module):
             context_mask=key_mask(context_mask),
             cond_mask=cond_mask,
             cond_bounds=[] if packed is None else packed.bounds,
-            layout=self.cfg.attention,
         )
-        if cond_mask is not None:
+        if cond_mask is not None:  # the key masks the blocks' attention variant reads (ATTENTION)
             # isolated: rows without a real key (a sample lacking a condition) see one padding key instead of none,
             # so no NaN arises that could leak into gradients; their output is unused
             gated, isolated = self.cfg.condition_gate, self.cfg.attention == "isolated"
@@ -526,7 +569,7 @@ class FullDiT(nn.Module):
         cache: ConditionCache | None = None,
         parallel: SequenceParallel | None = None,
     ) -> Tensor:
-        """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T).
+        """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T): FullDiT's figure.
 
         context (B, Lt, text_dim) are text-encoder features, context_mask (B, Lt) marks real ones.
         `conditions` maps condition names to their inputs; `cache` (isolated layout) replaces them.
@@ -534,28 +577,29 @@ class FullDiT(nn.Module):
         """
         grid = self.grid(x.shape)
         pt, ph, pw = self.cfg.patch
-        # 1. Tokenize: video patches and each condition's segment, packed into one sequence.
+        # 1. Tokenize: the noisy latents into video tokens (patches), each condition into its segment (conditions/).
         xv = rearrange(self.patch_embedding(x.to(self.patch_embedding.weight.dtype)), "b d t h w -> b (t h w) d")
         xv = xv.contiguous()  # (B, Nv, D), the layout every block's output has (one compiled graph for all)
-        packed = None if cache is not None else self.embed_conditions(conditions, grid)
-        s, e = self.step_inputs(
-            t, grid, context, context_mask, packed if cache is None else cache.packed, cond_rope=cache is None
-        )
-        xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
+        packed = cache.packed if cache is not None else self.embed_conditions(conditions, grid)  # (B, Nc, D) tokens
+        # 2. One sequence [video | conditions]: 3D positions (the video grid, each segment's own), key masks, timestep
+        # modulation (conditions as clean data, t = 0). Its two parts stay two tensors, xv and xc: condition tokens are
+        # modulated apart and, in `isolated`, their keys/values come from a cache; the attention runs over [xv | xc].
+        s, e = self.step_inputs(t, grid, context, context_mask, packed, cond_rope=cache is None)
+        xc = None if cache is not None or packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
         if parallel is not None:
             xv, xc, s = parallel.shard(xv, xc, s, grid, cached=cache is not None)
-        # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN. Condition tokens
-        # pass only through the blocks that read them (model.condition_layers), and not past the last one.
+        # 3. The blocks: self-attention over the sequence (Block.attention_variant), text cross-attention, FFN.
+        # Condition tokens pass only through the blocks that read them (model.condition_layers), not past the last.
         last = self.last_condition_block()
         for i, block in enumerate(self.blocks):
             if not block.reads_conditions:
-                xv, _ = block(xv, None, s)
+                xv, _ = block(xv, None, s)  # (B, Nv, D)
             elif cache is not None:
-                xv, _ = block(xv, None, s, cache.kv[i])
+                xv, _ = block(xv, None, s, cache.kv[i])  # (B, Nv, D)
             else:
-                xv, xc_out = block(xv, xc, s, None, i < last)
+                xv, xc_out = block(xv, xc, s, None, i < last)  # (B, Nv, D), (B, Nc, D)
                 xc = xc_out if i < last else None
-        # 3. Keep the video tokens, project to patch values and unpatchify.
+        # 4. The video tokens (the sequence's first Nv) -> patch values -> latents.
         out = self.head(xv, e)  # (B, Nv, pt*ph*pw*C)
         if s.parallel is not None:
             out = s.parallel.gather(out)
