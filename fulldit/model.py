@@ -48,15 +48,7 @@ if TYPE_CHECKING:
     from fulldit.parallel import SequenceParallel, SequenceShard
 
 TIMESTEP_SCALE = 1000.0  # Wan2.1 embeds t in [0, 1000]; flow time is in [0, 1]
-FP32_PARAMS = (
-    "time_embedding",
-    "time_projection",
-    "modulation",
-    "norm1",
-    "norm2",
-    "norm3",
-    "cond_gate",
-)  # kept fp32 in half precision
+FP32_PARAMS = ("time_embedding", "time_projection", "modulation", "norm1", "norm2", "norm3", "cond_gate")  # kept fp32
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -163,12 +155,10 @@ class StepInputs:
     parallel: SequenceShard | None = None  # sequence-parallel: this rank's share of the tokens (parallel.py)
 
 
-# -- The self-attention over the sequence [video | conditions], in four variants -----------------------------------
-# One signature: the block (for its condition gate), queries, keys and values (B, N, H, d) of the video tokens (qv, kv,
-# vv) and of the condition tokens (qc, kc, vc), the step inputs (key masks, segment bounds) -> outputs (B, Nv, H*d) of
-# the video and (B, Nc, H*d) of the conditions. qc None (no later block reads the condition tokens, or their keys come
-# from a cache): the video's output only. Each block takes its variant once, from model.attention and
-# model.condition_gate (`ATTENTION`); the video and the conditions are two tensors, and the keys their concatenation.
+# -- The self-attention over the sequence [video | conditions], in four variants (`ATTENTION`) ---------------------
+# One signature: the block (its gate), queries/keys/values (B, N, H, d) of the video (qv, kv, vv) and of the conditions
+# (qc, kc, vc), step inputs (key masks, segment bounds) -> outputs (B, Nv, H*d), (B, Nc, H*d). The keys of the sequence
+# are the two streams' concatenated. qc None (no later block reads the conditions, or a cache): the video's output only.
 
 
 def full_attention(
