@@ -46,13 +46,13 @@ def main() -> None:
     for n in segments:
         bounds.append((start, start + n))
         start += n
-    block = Block(width, h, 4 * width, 1e-6)  # only its attention() runs: weights unused
+    block = Block(width, h, 4 * width, 1e-6, "isolated")  # only its attention() runs: weights unused
 
     def rand(b: int, n: int, grad: bool = False) -> torch.Tensor:
         return torch.randn(b, n, h, d, device=device, dtype=dtype, requires_grad=grad)
 
     def inputs(mask: torch.Tensor | None) -> StepInputs:
-        return StepInputs(None, None, None, None, None, None, mask, bounds, "isolated")
+        return StepInputs(None, None, None, None, None, None, mask, bounds)
 
     def dense(lq: int, lk: int, b: int = 1, grad: bool = False):
         q, k, v = rand(b, lq, grad), rand(b, lk, grad), rand(b, lk, grad)

@@ -136,7 +136,7 @@ def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, km: KeyMas
     return out
 
 
-# -- attention with its log-sum-exp: the gated merge of two attentions (model.Block._gated) ----------------------
+# -- attention with its log-sum-exp: the gated merge of two attentions (model.gated_video_attention) ------------
 
 
 def attend_lse(

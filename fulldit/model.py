@@ -1,9 +1,11 @@
 """FullDiT: one video diffusion transformer for any mix of conditions, learned with full self-attention.
 
-Data flow (forward): patchify the noisy latents into video tokens -> tokenize each condition into a
-Segment -> pack the segments after the video tokens -> N blocks of (self-attention over the whole
-sequence, cross-attention to the text, FFN), each modulated by the timestep (AdaLN) -> keep the
-video tokens -> unpatchify.
+The figure, as `FullDiT.forward` runs it: 1. tokenize the noisy latents into video tokens (patchify) and each
+condition into a Segment (conditions/) -> 2. one sequence [video | conditions], every token with a 3D rotary
+position (sequence.py) -> 3. N blocks of (self-attention over the sequence, cross-attention to the text, FFN),
+modulated by the timestep (AdaLN) -> 4. the video tokens -> head -> unpatchify. The video and condition tokens are
+held as two tensors, not one: condition tokens are modulated as clean data and, in `isolated`, their keys/values are
+cached across denoising steps; the self-attention runs over the concatenation of their keys.
 
 The block layout, parameter names and numerics follow Wan2.1's original release (self_attn/cross_attn
 with q,k,v,o and RMS qk-norm across heads, norm1/norm3/norm2, a 6-row modulation table per block,
@@ -13,10 +15,10 @@ tensor for tensor (issue #6). What FullDiT adds:
 - condition tokens in the self-attention sequence, with their own 3D rotary positions (sequence.py);
 - timesteps per latent frame (STIV frame replacement: known frames carry t = 0), and condition
   tokens modulated as clean data (t = 0), so they do not depend on the noise level;
-- two attention layouts: `full` (FullDiT: every token attends to every token) and `isolated`
-  (FullDiT2: video tokens attend to everything, each condition only to itself). In `isolated` a
-  condition's keys/values depend neither on the noisy video nor on the timestep, so
-  `condition_cache()` computes them once per generation and every denoising step reuses them;
+- attention variants (`ATTENTION`, one per (model.attention, model.condition_gate), chosen when a block is built):
+  `full` (FullDiT: every token attends to every token) and `isolated` (FullDiT2: video tokens attend to everything,
+  each condition only to itself). In `isolated` a condition's keys/values depend neither on the noisy video nor on
+  the timestep, so `condition_cache()` computes them once per generation and every denoising step reuses them;
 - optionally (`condition_layers`) conditions in a few blocks only: condition tokens pass through, and video
   tokens read them in, the named blocks (FullDiT2), which cuts the attention the conditions cost;
 - optionally (`condition_gate`, set for converted Wan2.1 checkpoints) a zero-initialised gate per block
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from fulldit.attention import KeyMask, attend, attend_lse, key_mask, save_attention_context
@@ -46,18 +48,10 @@ if TYPE_CHECKING:
     from fulldit.parallel import SequenceParallel, SequenceShard
 
 TIMESTEP_SCALE = 1000.0  # Wan2.1 embeds t in [0, 1000]; flow time is in [0, 1]
-FP32_PARAMS = (
-    "time_embedding",
-    "time_projection",
-    "modulation",
-    "norm1",
-    "norm2",
-    "norm3",
-    "cond_gate",
-)  # kept fp32 in half precision
+FP32_PARAMS = ("time_embedding", "time_projection", "modulation", "norm1", "norm2", "norm3", "cond_gate")  # kept fp32
 
 
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal embedding of t (any shape) -> (*t.shape, dim), cos first, as Wan2.1 (float64 -> float32)."""
     half = dim // 2
     freqs = torch.pow(10000.0, -torch.arange(half, device=t.device, dtype=torch.float64) / half)
@@ -71,7 +65,7 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * hw, hw, hw
 
 
-def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_angles(pos: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """cos, sin (B, L, 1, head_dim/2) for float positions (B, L, 3), computed in float64 for accuracy."""
     angles = []
     for axis, d in enumerate(rope_split(head_dim)):
@@ -81,7 +75,7 @@ def rope_angles(pos: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.T
     return a.cos().float(), a.sin().float()
 
 
-def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
     """Rotate interleaved pairs (x[2i], x[2i+1]) of x (B, L, H, d) by the angles in rope (Wan2.1's layout).
 
     The products run in fp32 (cos/sin are fp32); the result is stored in x's dtype. No in-place writes, so
@@ -93,7 +87,7 @@ def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torc
     return torch.stack([(x1 * cos - x2 * sin).to(dt), (x1 * sin + x2 * cos).to(dt)], -1).flatten(-2)
 
 
-def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def modulate(x: Tensor, norm: nn.Module, shift: Tensor, scale: Tensor) -> Tensor:
     """norm(x) * (1 + scale) + shift in fp32. x (B, N, D); shift/scale (B, G, D) for G equal groups of tokens."""
     g = shift.shape[1]
     if g == 1:  # one table for all tokens: a plain broadcast, which runs vectorised
@@ -102,7 +96,7 @@ def modulate(x: torch.Tensor, norm: nn.Module, shift: torch.Tensor, scale: torch
     return (y * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2).type_as(x)
 
 
-def gated_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+def gated_residual(x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
     """x + y * gate, accumulated in fp32 (gate is fp32, so type promotion does it without extra copies).
 
     x, y (B, N, D); gate (B, G, D) for G equal groups of tokens.
@@ -123,18 +117,18 @@ class Attention(nn.Module):
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
 
-    def qkv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
         """Queries, keys, values (B, L, H, d) of the tokens x (B, L, D), rotated by their positions."""
         q = self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
         k = self.norm_k(self.k(x)).unflatten(-1, (self.heads, -1))
         v = self.v(x).unflatten(-1, (self.heads, -1))
         return apply_rope(q, rope), apply_rope(k, rope), v
 
-    def query(self, x: torch.Tensor) -> torch.Tensor:
+    def query(self, x: Tensor) -> Tensor:
         """Cross-attention queries (B, L, H, d) of x (B, L, D)."""
         return self.norm_q(self.q(x)).unflatten(-1, (self.heads, -1))
 
-    def text(self, q: torch.Tensor, context: torch.Tensor, context_mask: KeyMask | None) -> torch.Tensor:
+    def text(self, q: Tensor, context: Tensor, context_mask: KeyMask | None) -> Tensor:
         """Cross-attention of the queries q (B, L, H, d) to the text context (B, Lt, D) -> (B, L, H*d), before `o`."""
         k = self.norm_k(self.k(context)).unflatten(-1, (self.heads, -1))
         v = self.v(context).unflatten(-1, (self.heads, -1))
@@ -143,35 +137,115 @@ class Attention(nn.Module):
 
 @dataclass
 class StepInputs:
-    """What every block needs besides the tokens: modulation, positions, text, condition layout."""
+    """What every block needs besides the tokens: modulation, positions, text, where each condition sits."""
 
-    mod_video: torch.Tensor  # (B, G, 6, D) fp32 time embedding per token-frame group (G = 1 when all times agree)
-    mod_cond: torch.Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
-    rope_video: tuple[torch.Tensor, torch.Tensor]
-    rope_cond: tuple[torch.Tensor, torch.Tensor] | None
-    context: torch.Tensor  # (B, Lt, D)
+    mod_video: Tensor  # (B, G, 6, D) fp32 time embedding per token-frame group (G = 1 when all times agree)
+    mod_cond: Tensor  # (B, 1, 6, D) fp32 time embedding of clean data (t = 0)
+    rope_video: tuple[Tensor, Tensor]
+    rope_cond: tuple[Tensor, Tensor] | None
+    context: Tensor  # (B, Lt, D)
     context_mask: KeyMask | None  # (B, Lt) real text tokens
-    cond_mask: torch.Tensor | None  # (B, Lc) or None when all condition tokens are real
+    cond_mask: Tensor | None  # (B, Lc) or None when all condition tokens are real
     cond_bounds: list[tuple[int, int]]
-    layout: str
     # The key masks the blocks use, each found once per forward (attention.KeyMask), None where all keys are real:
     sequence_keys: KeyMask | None = None  # (B, Nv + Lc): the real keys of the whole sequence
-    cond_keys: KeyMask | None = None  # (B, Lc): the real condition keys (gated layout)
-    # per condition segment, with one key kept in rows that have none (isolated layout; see step_inputs)
+    cond_keys: KeyMask | None = None  # (B, Lc): the real condition keys (gated variants)
+    # per condition segment, with one key kept in rows that have none (isolated variants; see step_inputs)
     segment_keys: list[KeyMask | None] | None = None
     parallel: SequenceShard | None = None  # sequence-parallel: this rank's share of the tokens (parallel.py)
 
 
-class Block(nn.Module):
-    """Self-attention over [video, conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
+# -- The self-attention over the sequence [video | conditions], in four variants (`ATTENTION`) ---------------------
+# One signature: the block (its gate), queries/keys/values (B, N, H, d) of the video (qv, kv, vv) and of the conditions
+# (qc, kc, vc), step inputs (key masks, segment bounds) -> outputs (B, Nv, H*d), (B, Nc, H*d). The keys of the sequence
+# are the two streams' concatenated. qc None (no later block reads the conditions, or a cache): the video's output only.
 
-    condition_gate: video queries read the condition keys with a weight g per head in [0, 1] inside their softmax
-    (two dense attentions merged by log-sum-exp, `_gated`), zero at init: with g = 0 the video stream is exactly a
-    pretrained backbone's, conditions given or not (one shared softmax with the conditions would take attention mass
-    from the video keys at once); with g = 1 it is FullDiT's full attention. Training opens the gates.
+
+def full_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """FullDiT (`attention: full`): one softmax over the whole sequence [video | conditions] for every token."""
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+    if qc is None:
+        return attend(qv, k, v, s.sequence_keys).flatten(-2), None
+    out = attend(torch.cat([qv, qc], 1), k, v, s.sequence_keys).flatten(-2)  # (B, Nv + Nc, H*d), one call
+    return out[:, : qv.shape[1]], out[:, qv.shape[1] :]
+
+
+def isolated_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """FullDiT2's decoupled mask (`attention: isolated`): video tokens attend to the whole sequence, each condition
+    only to itself, so its keys/values see neither the noisy video nor t (`FullDiT.condition_cache` keeps them)."""
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+    out_v = attend(qv, k, v, s.sequence_keys).flatten(-2)  # (B, Nv, H*d)
+    return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
+
+
+def gated_full_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """`full` with `condition_gate` (converted Wan2.1 backbones): the video reads the conditions through the gate
+    (`gated_video_attention`: gate 0 is the backbone, gate 1 `full_attention`); the conditions read everything."""
+    out_v = gated_video_attention(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
+    if qc is None:
+        return out_v, None
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
+    return out_v, attend(qc, k, v, s.sequence_keys).flatten(-2)
+
+
+def gated_isolated_attention(
+    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+) -> tuple[Tensor, Tensor | None]:
+    """`isolated` with `condition_gate`: the video reads the conditions through the gate, each condition only itself."""
+    out_v = gated_video_attention(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
+    return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
+
+
+ATTENTION = {  # (model.attention, model.condition_gate) -> the blocks' attention variant
+    ("full", False): full_attention,
+    ("isolated", False): isolated_attention,
+    ("full", True): gated_full_attention,
+    ("isolated", True): gated_isolated_attention,
+}
+
+
+def gated_video_attention(
+    gate: Tensor, qv: Tensor, kv: Tensor, vv: Tensor, kc: Tensor, vc: Tensor, cond_keys: KeyMask | None
+) -> Tensor:
+    """Video queries over video and condition keys: one softmax in which the condition keys weigh `gate` (H,).
+
+    Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
+    out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
+    given or not (one shared softmax would take attention mass from the video keys at once); at g = 1 it is
+    FullDiT's one softmax over [video, conditions].
+    """
+    o_v, l_v = attend_lse(qv, kv, vv, None)  # (B, Nv, H, d), (B, Nv, H)
+    o_c, l_c = attend_lse(qv, kc, vc, cond_keys)  # rows without condition keys: zeros, -inf
+    m = torch.maximum(l_v, l_c)
+    z_v, z_c = torch.exp(l_v - m), gate * torch.exp(l_c - m)  # (B, Nv, H); the gate is per head
+    w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
+    return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, H*d)
+
+
+def each_condition_alone(qc: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
+    """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
+    keys = s.segment_keys or [None] * len(s.cond_bounds)
+    outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
+    return torch.cat(outs, 1).flatten(-2)  # (B, Nc, H*d)
+
+
+class Block(nn.Module):
+    """Self-attention over [video | conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
+
+    attention, condition_gate: which of the attention variants this block runs (`ATTENTION`), fixed at construction.
+    The gate (`condition_gate`, one weight per head, zero at init) lets a pretrained backbone compute exactly what it
+    computed before, conditions given or not; training opens it into FullDiT's one softmax.
     """
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float, condition_gate: bool = False):
+    def __init__(
+        self, dim: int, heads: int, ffn_dim: int, eps: float, attention: str = "full", condition_gate: bool = False
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.self_attn = Attention(dim, heads, eps)
@@ -181,14 +255,15 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
         self.cond_gate = nn.Parameter(torch.zeros(heads)) if condition_gate else None
+        self.attention_variant = ATTENTION[attention, condition_gate]  # chosen once, not per call
         self.reads_conditions = True  # False: condition tokens skip this block (model.condition_layers)
         self.checkpointing = "none"  # training: "full" recomputes the block in backward, "selective" all but attention
 
-    def _mod(self, e: torch.Tensor) -> list[torch.Tensor]:
+    def _mod(self, e: Tensor) -> list[Tensor]:
         """Six (B, G, D) tables: shift, scale, gate of attention; shift, scale, gate of the FFN."""
         return list((self.modulation + e).unbind(2))  # e: (B, G, 6, D)
 
-    def _tail(self, x: torch.Tensor, attn_out: torch.Tensor, mod: list[torch.Tensor], s: StepInputs) -> torch.Tensor:
+    def _tail(self, x: Tensor, attn_out: Tensor, mod: list[Tensor], s: StepInputs) -> Tensor:
         """Residual of self-attention, then text cross-attention and the FFN, for one stream of tokens."""
         _, _, gate, c_shift, c_scale, c_gate = mod
         x, q = self.attention_residual(x, own_tensor(attn_out), gate)
@@ -198,37 +273,33 @@ class Block(nn.Module):
     # The three dense stretches of a block: plain tensors in and out, no masks or condition layout, so that
     # `FullDiT.compile_blocks` compiles each once (dynamic shapes) for every mix of conditions.
     def project(
-        self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x: Tensor, shift: Tensor, scale: Tensor, cos: Tensor, sin: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention q, k, v (B, L, H, d) of tokens x (B, L, D): modulated norm, projections, qk-norm, rotary."""
         return self.self_attn.qkv(modulate(x, self.norm1, shift, scale), (cos, sin))
 
-    def attention_residual(
-        self, x: torch.Tensor, attn_out: torch.Tensor, gate: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def attention_residual(self, x: Tensor, attn_out: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
         """x + gate * o(attn_out) (B, L, D), and the text cross-attention's queries (B, L, H, d) of the result."""
         x = gated_residual(x, self.self_attn.o(attn_out), gate)
         return x, self.cross_attn.query(self.norm3(x.float()).type_as(x))
 
-    def ffn_residual(
-        self, x: torch.Tensor, text: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, gate: torch.Tensor
-    ) -> torch.Tensor:
+    def ffn_residual(self, x: Tensor, text: Tensor, shift: Tensor, scale: Tensor, gate: Tensor) -> Tensor:
         """x + o(text cross-attention), then the gated FFN residual (B, L, D)."""
         x = x + self.cross_attn.o(text)
         return gated_residual(x, self.ffn(modulate(x, self.norm2, shift, scale)), gate)
 
-    def cond_qkv(self, xc: torch.Tensor, s: StepInputs) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+    def cond_qkv(self, xc: Tensor, s: StepInputs) -> tuple[list[Tensor], tuple[Tensor, ...]]:
         mod_c = self._mod(s.mod_cond)
         return mod_c, self.project(xc, mod_c[0], mod_c[1], *s.rope_cond)
 
     def forward(
         self,
-        xv: torch.Tensor,
-        xc: torch.Tensor | None,
+        xv: Tensor,
+        xc: Tensor | None,
         s: StepInputs,
-        cached_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cached_kv: tuple[Tensor, Tensor] | None = None,
         keep_conditions: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         """Update the video tokens xv (B, Nv, D) and condition tokens xc (B, Nc, D) or None.
 
         keep_conditions=False: the condition tokens' own update is skipped (no later block reads them).
@@ -242,16 +313,16 @@ class Block(nn.Module):
 
     def _forward(
         self,
-        xv: torch.Tensor,
-        xc: torch.Tensor | None,
+        xv: Tensor,
+        xc: Tensor | None,
         s: StepInputs,
-        cached_kv: tuple[torch.Tensor, torch.Tensor] | None,
+        cached_kv: tuple[Tensor, Tensor] | None,
         keep_conditions: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         # 1. Queries, keys, values of the video tokens (per-frame modulation) and condition tokens (t = 0).
         mod_v = self._mod(s.mod_video)
         qv, kv, vv = self.project(xv, mod_v[0], mod_v[1], *s.rope_video)  # (B, Nv, H, d)
-        if cached_kv is not None:  # isolated layout, condition keys/values computed once per generation
+        if cached_kv is not None:  # isolated: condition keys/values computed once per generation (condition_cache)
             kc, vc = cached_kv
             qc, mod_c = None, None
         elif xc is not None:
@@ -261,10 +332,10 @@ class Block(nn.Module):
         if not keep_conditions:
             qc = None
 
-        # 2. One attention over the whole sequence: every key is a video or a condition token.
+        # 2. Self-attention over the sequence [video | conditions]: this block's variant (ATTENTION).
         if s.parallel is not None:  # sequence-parallel: the heads are split over the ranks around it (parallel.py)
             out_v, out_c = s.parallel.attention(self, qv, kv, vv, qc, kc, vc, s)
-        elif kc is None:
+        elif kc is None:  # no condition token in this block: the sequence is the video alone
             out_v, out_c = attend(qv, kv, vv, None).flatten(-2), None
         else:
             out_v, out_c = self.attention(qv, kv, vv, qc, kc, vc, s)
@@ -275,63 +346,18 @@ class Block(nn.Module):
         return xv, xc
 
     def attention(
-        self,
-        qv: torch.Tensor,
-        kv: torch.Tensor,
-        vv: torch.Tensor,
-        qc: torch.Tensor | None,
-        kc: torch.Tensor,
-        vc: torch.Tensor,
-        s: StepInputs,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Self-attention outputs (B, Nv, D) of the video and (B, Nc, D) of the conditions (None when qc is None).
+        self, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+    ) -> tuple[Tensor, Tensor | None]:
+        """This block's attention variant over [video | conditions]: outputs (B, Nv, H*d) and (B, Nc, H*d) or None."""
+        return self.attention_variant(self, qv, kv, vv, qc, kc, vc, s)
 
-        Video queries read every key. Condition queries read every key (`full`) or their own condition's (`isolated`).
-        """
-        nv, full = qv.shape[1], s.layout == "full" and qc is not None
-        out_v = self._gated(qv, kv, vv, kc, vc, s) if self.cond_gate is not None else None  # (B, Nv, D)
-        if out_v is None or full:
-            k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
-        if full:
-            if out_v is not None:
-                return out_v, attend(qc, k, v, s.sequence_keys).flatten(-2)
-            out = attend(torch.cat([qv, qc], 1), k, v, s.sequence_keys).flatten(-2)  # (B, Nv + Nc, D)
-            return out[:, :nv], out[:, nv:]
-        if out_v is None:
-            out_v = attend(qv, k, v, s.sequence_keys).flatten(-2)
-        return out_v, None if qc is None else self._isolated(qc, kc, vc, s)
-
-    def _gated(
-        self, qv: torch.Tensor, kv: torch.Tensor, vv: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs
-    ) -> torch.Tensor:
-        """Video queries over video and condition keys: one softmax in which the condition keys weigh g per head.
-
-        Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
-        out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
-        given or not; at g = 1 it is FullDiT's one softmax over [video, conditions] (`attention: full`).
-        """
-        o_v, l_v = attend_lse(qv, kv, vv, None)  # (B, Nv, H, d), (B, Nv, H)
-        o_c, l_c = attend_lse(qv, kc, vc, s.cond_keys)  # rows without condition keys: zeros, -inf
-        m = torch.maximum(l_v, l_c)
-        z_v, z_c = torch.exp(l_v - m), self.gate() * torch.exp(l_c - m)  # (B, Nv, H); the gate is per head
-        w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
-        return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, D)
-
-    def gate(self) -> torch.Tensor:
+    def gate(self) -> Tensor:
         """The condition gate per head, clamped to [0, 1]; its gradient passes the clamp (straight-through), so a
         gate pushed below 0 by one step can reopen."""
         g = self.cond_gate.float()
         return g + (g.clamp(0.0, 1.0) - g).detach()
 
-    def _isolated(self, qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, s: StepInputs) -> torch.Tensor:
-        """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
-        keys = s.segment_keys or [None] * len(s.cond_bounds)
-        outs = [attend(qc[:, a:b], kc[:, a:b], vc[:, a:b], m) for (a, b), m in zip(s.cond_bounds, keys)]
-        return torch.cat(outs, 1).flatten(-2)  # (B, Nc, D)
-
-    def condition_kv(
-        self, xc: torch.Tensor, s: StepInputs, update: bool
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+    def condition_kv(self, xc: Tensor, s: StepInputs, update: bool) -> tuple[tuple[Tensor, Tensor], Tensor | None]:
         """Isolated layout: this block's condition keys/values (to cache) and, if `update`, the tokens after it.
 
         Sequence-parallel, the keys/values kept are this rank's heads of every condition token.
@@ -341,13 +367,13 @@ class Block(nn.Module):
             qc, kc, vc = s.parallel.to_heads(s.parallel.cond, qc, kc, vc)
         if not update:
             return (kc, vc), None
-        out = self._isolated(qc, kc, vc, s)
+        out = each_condition_alone(qc, kc, vc, s)
         if s.parallel is not None:
             out = s.parallel.to_sequence(s.parallel.cond, out)
         return (kc, vc), self._tail(xc, out, mod_c, s)
 
 
-def own_tensor(x: torch.Tensor) -> torch.Tensor:
+def own_tensor(x: Tensor) -> Tensor:
     """x itself if it is a contiguous tensor of its own, else a contiguous copy.
 
     Attention outputs are views of several layouts (slices, transposes, masked groups); torch.compile guards on a
@@ -356,7 +382,7 @@ def own_tensor(x: torch.Tensor) -> torch.Tensor:
     return x if x._base is None and x.is_contiguous() else x.clone(memory_format=torch.contiguous_format)
 
 
-def with_a_key(mask: torch.Tensor) -> torch.Tensor:
+def with_a_key(mask: Tensor) -> Tensor:
     """mask (B, L) with key 0 turned on in rows that have no key at all (no in-place write: compile-friendly)."""
     first = torch.arange(mask.shape[1], device=mask.device) == 0
     return mask | (~mask.any(1, keepdim=True) & first)
@@ -379,7 +405,7 @@ class Head(nn.Module):
         self.head = nn.Linear(dim, out_features)
         self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
         shift, scale = (self.modulation + e[:, :, None]).unbind(2)  # (B, G, D) each, e: (B, G, D)
         return self.head(modulate(x, self.norm, shift, scale))
 
@@ -398,7 +424,7 @@ class FullDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.conditions = build_conditions(cfg)
         self.blocks = nn.ModuleList(
-            [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.condition_gate) for _ in range(cfg.layers)]
+            [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.attention, cfg.condition_gate) for _ in range(cfg.layers)]
         )
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
         for i, block in enumerate(self.blocks):
@@ -476,13 +502,13 @@ class FullDiT(nn.Module):
 
     def step_inputs(
         self,
-        t: torch.Tensor,
+        t: Tensor,
         grid: Grid,
-        context: torch.Tensor,
-        context_mask: torch.Tensor | None,
+        context: Tensor,
+        context_mask: Tensor | None,
         packed: Packed | None,
         cond_rope: bool = True,
-    ) -> tuple[StepInputs, torch.Tensor]:
+    ) -> tuple[StepInputs, Tensor]:
         """Timestep modulation, rotary angles and text projection shared by all blocks.
 
         cond_rope=False skips the conditions' rotary angles: with a condition cache their keys are already rotated.
@@ -510,9 +536,8 @@ class FullDiT(nn.Module):
             context_mask=key_mask(context_mask),
             cond_mask=cond_mask,
             cond_bounds=[] if packed is None else packed.bounds,
-            layout=self.cfg.attention,
         )
-        if cond_mask is not None:
+        if cond_mask is not None:  # the key masks the blocks' attention variant reads (ATTENTION)
             # isolated: rows without a real key (a sample lacking a condition) see one padding key instead of none,
             # so no NaN arises that could leak into gradients; their output is unused
             gated, isolated = self.cfg.condition_gate, self.cfg.attention == "isolated"
@@ -526,15 +551,15 @@ class FullDiT(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        context: torch.Tensor,
-        context_mask: torch.Tensor | None = None,
+        x: Tensor,
+        t: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
         conditions: dict[str, ConditionInput] | None = None,
         cache: ConditionCache | None = None,
         parallel: SequenceParallel | None = None,
-    ) -> torch.Tensor:
-        """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T).
+    ) -> Tensor:
+        """Predict for noisy latents x (B, C, T, H, W) at flow time t (B,) or per latent frame (B, T): FullDiT's figure.
 
         context (B, Lt, text_dim) are text-encoder features, context_mask (B, Lt) marks real ones.
         `conditions` maps condition names to their inputs; `cache` (isolated layout) replaces them.
@@ -542,28 +567,29 @@ class FullDiT(nn.Module):
         """
         grid = self.grid(x.shape)
         pt, ph, pw = self.cfg.patch
-        # 1. Tokenize: video patches and each condition's segment, packed into one sequence.
+        # 1. Tokenize: the noisy latents into video tokens (patches), each condition into its segment (conditions/).
         xv = rearrange(self.patch_embedding(x.to(self.patch_embedding.weight.dtype)), "b d t h w -> b (t h w) d")
         xv = xv.contiguous()  # (B, Nv, D), the layout every block's output has (one compiled graph for all)
-        packed = None if cache is not None else self.embed_conditions(conditions, grid)
-        s, e = self.step_inputs(
-            t, grid, context, context_mask, packed if cache is None else cache.packed, cond_rope=cache is None
-        )
-        xc = None if packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
+        packed = cache.packed if cache is not None else self.embed_conditions(conditions, grid)  # (B, Nc, D) tokens
+        # 2. One sequence [video | conditions]: 3D positions (the video grid, each segment's own), key masks, timestep
+        # modulation (conditions as clean data, t = 0). Its two parts stay two tensors, xv and xc: condition tokens are
+        # modulated apart and, in `isolated`, their keys/values come from a cache; the attention runs over [xv | xc].
+        s, e = self.step_inputs(t, grid, context, context_mask, packed, cond_rope=cache is None)
+        xc = None if cache is not None or packed is None else packed.tokens.to(xv.dtype)  # (B, Nc, D)
         if parallel is not None:
             xv, xc, s = parallel.shard(xv, xc, s, grid, cached=cache is not None)
-        # 2. The blocks: self-attention over video + condition tokens, text cross-attention, FFN. Condition tokens
-        # pass only through the blocks that read them (model.condition_layers), and not past the last one.
+        # 3. The blocks: self-attention over the sequence (Block.attention_variant), text cross-attention, FFN.
+        # Condition tokens pass only through the blocks that read them (model.condition_layers), not past the last.
         last = self.last_condition_block()
         for i, block in enumerate(self.blocks):
             if not block.reads_conditions:
-                xv, _ = block(xv, None, s)
+                xv, _ = block(xv, None, s)  # (B, Nv, D)
             elif cache is not None:
-                xv, _ = block(xv, None, s, cache.kv[i])
+                xv, _ = block(xv, None, s, cache.kv[i])  # (B, Nv, D)
             else:
-                xv, xc_out = block(xv, xc, s, None, i < last)
+                xv, xc_out = block(xv, xc, s, None, i < last)  # (B, Nv, D), (B, Nc, D)
                 xc = xc_out if i < last else None
-        # 3. Keep the video tokens, project to patch values and unpatchify.
+        # 4. The video tokens (the sequence's first Nv) -> patch values -> latents.
         out = self.head(xv, e)  # (B, Nv, pt*ph*pw*C)
         if s.parallel is not None:
             out = s.parallel.gather(out)
@@ -576,8 +602,8 @@ class FullDiT(nn.Module):
         self,
         conditions: dict[str, ConditionInput],
         grid: Grid,
-        context: torch.Tensor,
-        context_mask: torch.Tensor | None = None,
+        context: Tensor,
+        context_mask: Tensor | None = None,
         parallel: SequenceParallel | None = None,
     ) -> ConditionCache | None:
         """Run the condition tokens through all blocks once and keep each block's keys/values.
@@ -619,7 +645,7 @@ class ConditionCache:
     """Per-block condition keys/values (isolated layout), reused at every denoising step of one generation."""
 
     packed: Packed
-    kv: list[tuple[torch.Tensor, torch.Tensor] | None]  # None for blocks that do not read conditions
+    kv: list[tuple[Tensor, Tensor] | None]  # None for blocks that do not read conditions
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in filter(None, self.kv))

@@ -1,13 +1,15 @@
-"""The transformer: shapes, adaLN-Zero, rotary positions, condition effects, padding and cache invariance."""
+"""The transformer: shapes, adaLN-Zero, rotary positions, the figure written out, condition effects, padding, cache."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from fulldit.conditions import ConditionInput
 from fulldit.config import CameraConfig
-from fulldit.model import FullDiT, apply_rope, rope_angles, rope_split
+from fulldit.model import Attention, FullDiT, apply_rope, rope_angles, rope_split, timestep_embedding
 from tests.conftest import randomize, tiny_model_config
 
 B, C, T, H, W = 2, 12, 4, 8, 8
@@ -123,6 +125,62 @@ def test_padding_rows_stay_finite_and_gradients_clean() -> None:
     cond["reference"] = ConditionInput(cond["reference"].value, torch.tensor([[False, False], [True, False]]))
     m(x, t, ctx, None, cond).square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def figure_written_out(m: FullDiT, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, cond: dict) -> torch.Tensor:
+    """`attention: full` as FullDiT's figure, in plain code on the model's weights: tokens -> ONE sequence
+    [video | conditions] -> blocks with one softmax over all of it -> slice the video tokens -> head -> unpatchify."""
+    grid, heads, d = m.grid(x.shape), m.cfg.heads, m.cfg.head_dim
+    video = rearrange(m.patch_embedding(x), "b d t h w -> b (t h w) d")  # (B, Nv, D)
+    packed = m.embed_conditions(cond, grid)  # each condition's tokens (B, Nc, D), positions, mask
+    nv, nc = video.shape[1], packed.length
+    seq = torch.cat([video, packed.tokens], 1)  # (B, Nv + Nc, D): the one sequence
+    real = F.pad(packed.mask, (nv, 0), value=True)  # (B, Nv + Nc): padding condition tokens are no keys
+    grid_pos = torch.stack(torch.meshgrid(*(torch.arange(n) for n in (grid.t, grid.h, grid.w)), indexing="ij"), -1)
+    pos = torch.cat([grid_pos.reshape(1, nv, 3).expand(len(x), -1, -1), packed.pos], 1).double()  # (B, N, 3)
+    dims = (d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6))  # Wan2.1's rotary split of a head over (t, h, w)
+    freqs = [pos[..., i, None] / m.cfg.rope_theta ** (torch.arange(0, n, 2).double() / n) for i, n in enumerate(dims)]
+    rot = torch.polar(torch.ones(1).double(), torch.cat(freqs, -1)).to(torch.complex64)[:, :, None]  # (B, N, 1, d/2)
+    e = m.time_embedding(timestep_embedding(torch.stack([t, 0 * t], 1), m.cfg.freq_dim))  # (B, 2, D): t; clean
+    e6 = m.time_projection(e).unflatten(-1, (6, -1))  # (B, 2, 6, D)
+    e6 = torch.cat([e6[:, :1].expand(-1, nv, -1, -1), e6[:, 1:].expand(-1, nc, -1, -1)], 1)  # (B, N, 6, D)
+    text = m.text_embedding(ctx)  # (B, Lt, D)
+
+    def rope(z: torch.Tensor) -> torch.Tensor:  # rotate the pairs (z[2i], z[2i+1]) of (B, N, H, d) as complex numbers
+        return torch.view_as_real(torch.view_as_complex(z.unflatten(-1, (-1, 2))) * rot).flatten(-2)
+
+    def attention(a: Attention, xq: torch.Tensor, xk: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention over the sequence (keys: its real tokens) or, keys None, cross-attention to the text."""
+        q, k, v = (z.unflatten(-1, (heads, -1)) for z in (a.norm_q(a.q(xq)), a.norm_k(a.k(xk)), a.v(xk)))
+        if keys is not None:
+            q, k, keys = rope(q), rope(k), keys[:, None, None, :]
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=keys)
+        return a.o(out.transpose(1, 2).flatten(2))  # (B, Lq, D)
+
+    for block in m.blocks:
+        shift, scale, gate, c_shift, c_scale, c_gate = (block.modulation + e6).unbind(2)  # (B, N, D) each
+        h = block.norm1(seq) * (1 + scale) + shift
+        seq = seq + gate * attention(block.self_attn, h, h, real)  # ONE softmax over [video | conditions]
+        seq = seq + attention(block.cross_attn, block.norm3(seq), text)
+        seq = seq + c_gate * block.ffn(block.norm2(seq) * (1 + c_scale) + c_shift)
+    shift, scale = (m.head.modulation + e[:, :1]).unbind(1)  # (B, D) each
+    out = m.head.head(m.head.norm(seq[:, :nv]) * (1 + scale[:, None]) + shift[:, None])  # the video tokens only
+    pt, ph, pw = m.cfg.patch
+    return rearrange(out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=grid.t, h=grid.h, pt=pt, ph=ph, pw=pw)
+
+
+def test_full_attention_is_the_figure_written_out() -> None:
+    """FullDiT.forward with `attention: full` equals the figure written out above: every condition, sample 0 without
+    its second reference image and without depth (padding keys), float32, 1e-5 relative."""
+    m = model("full")
+    x, t, ctx = inputs()
+    cond = conditions()
+    cond["reference"] = ConditionInput(cond["reference"].value, torch.tensor([[True, False], [True, True]]))
+    cond["depth"] = ConditionInput(cond["depth"].value, torch.tensor([False, True]))
+    with torch.no_grad():
+        want, got = figure_written_out(m, x, t, ctx, cond), m(x, t, ctx, None, cond)
+    assert float((got - want).abs().max() / want.abs().max()) <= 1e-5
+    assert float((got - m(x, t, ctx)).abs().max() / want.abs().max()) > 1e-2  # the conditions matter
 
 
 def test_isolated_cache_equals_uncached() -> None:

@@ -242,7 +242,7 @@ def convert_wan(
 def open_gates(src: str | Path, out: str | Path, tolerance: float = 1e-6) -> FullDiTConfig:
     """A gated `attention: full` checkpoint whose gates are all open, as the plain full-attention model it equals.
 
-    With every gate at 1 the gated merge is one softmax over [video, conditions] (model.Block._gated), so
+    With every gate at 1 the gated merge is one softmax over [video, conditions] (model.gated_video_attention), so
     dropping the gates changes nothing but the layout's name. Gates not open (within `tolerance`) are an error:
     that model is not plain full attention. Written as any checkpoint is (config last), storage types kept.
     """
