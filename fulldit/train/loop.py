@@ -23,7 +23,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +35,7 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config, save_states
+from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config
 from fulldit.conditions import ConditionInput, Grid, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, ModelConfig, to_dict
@@ -44,15 +43,24 @@ from fulldit.errors import InputError
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.generate import Pipeline
 from fulldit.model import FullDiT, flops_per_forward
-from fulldit.text_encoders import TextEncoder, build_text_encoder
+from fulldit.text_encoders import TextEncoder
 from fulldit.train.batch import TrainInputs, prepare_batch
 from fulldit.train.config import LoraConfig, TrainConfig, load_train_config
 from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
 from fulldit.train.data import MicroBatches, Prefetcher, make_loader, to_batch
 from fulldit.train.ema import EMA
 from fulldit.train.lora import apply_lora, merged_state
-from fulldit.train.state import FULL, TRAINER, latest_checkpoint, load_checkpoint, save_checkpoint, split_state
-from fulldit.train.validate import validate, validation_clips
+from fulldit.train.state import (
+    FULL,
+    TRAINER,
+    export_ema,
+    export_weights,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    split_state,
+)
+from fulldit.train.validate import ema_pipeline, validation_clips, write_sample, write_validation
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -277,52 +285,6 @@ def _ema_weights(trainee: Trainee, ema: EMA, cfg: FullDiTConfig, lora: LoraConfi
     model = merged_state(cfg.model, lora, split_state(live, "model."))
     text = {k: v for k, v in live.items() if k.startswith("text_encoder.")}
     return {**{f"model.{k}": v for k, v in model.items()}, **text}
-
-
-def _ema_pipeline(pipe: Pipeline, state: dict[str, torch.Tensor]) -> Pipeline:
-    """A Pipeline on the training device with the EMA weights (fresh modules: the training ones may be sharded)."""
-    model = FullDiT(pipe.config.model).to(pipe.device)
-    model.load_state_dict(split_state(state, "model."))
-    model.eval()
-    text = pipe.text_encoder
-    if isinstance(text, nn.Module):
-        text = build_text_encoder(pipe.config.text, pipe.device)
-        text.load_state_dict(split_state(state, "text_encoder."))
-        text.eval()
-    return Pipeline(pipe.config, model, pipe.codec, text, pipe.device)
-
-
-def _sample(pipe: Pipeline, out: Path, step: int, writer: object) -> None:
-    """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
-    from fulldit.video_io import write_video
-    from fulldit.world.clips import render_clip
-    from fulldit.world.dataset import BENCH_SEED_BASE
-
-    s = pipe.config.sample
-    clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
-    names = pipe.config.model.conditions
-    video = pipe.generate(
-        prompt=clip.caption,
-        camera=clip.camera if "camera" in names else None,
-        references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else None,
-        depth=clip.depth if "depth" in names else None,
-        first_frame=clip.video[0],
-        seed=0,
-    )
-    write_video(out / "samples" / f"step_{step:08d}.mp4", video, fps=s.fps)
-    if writer is not None:
-        strip = torch.cat([clip.video[:: max(1, s.frames // 4)], video[:: max(1, s.frames // 4)].cpu()], dim=3)
-        writer.add_images("sample/ground_truth_vs_generated", strip.clamp(0, 1), step)
-
-
-def _validate(pipe: Pipeline, clips: list, out: Path, step: int, writer: object) -> None:
-    """Rank 0: score the EMA weights on the validation worlds; tensorboard and OUT/validation.jsonl."""
-    scores = validate(pipe, clips)
-    for name, value in scores.items():
-        writer.add_scalar(f"validation/{name}", value, step)
-    with open(out / "validation.jsonl", "a") as f:
-        f.write(json.dumps({"step": step, **scores}) + "\n")
-    print(f"step {step}: validation " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()), flush=True)
 
 
 @dataclass
@@ -619,14 +581,14 @@ def save_and_sample(run: Run, step: int, stopping: bool) -> bool:
     if run.d.main or tcfg.parallel == "fsdp":  # the gather is collective under FSDP2
         state = _ema_weights(run.trainee, run.ema, run.cfg, run.lora)
     if run.d.main:
-        ema_pipe = _ema_pipeline(run.pipe, state)
+        ema_pipe = ema_pipeline(run.pipe, state)
         if sample:
-            _sample(ema_pipe, run.out, step, run.writer)
+            write_sample(ema_pipe, run.out, step, run.writer)
         if check:
             if not run.val_clips:
                 s = run.cfg.sample
                 run.val_clips.extend(validation_clips(tcfg.validate_clips, s.frames, s.height, s.width, run.d.device))
-            _validate(ema_pipe, run.val_clips, run.out, step, run.writer)
+            write_validation(ema_pipe, run.val_clips, run.out, step, run.writer)
     return saved
 
 
@@ -641,9 +603,9 @@ def finish(run: Run, step: int, saved: bool, losses: dict[int, float]) -> TrainR
         if run.d.main or run.tcfg.parallel == "fsdp":
             state = _ema_weights(run.trainee, run.ema, run.cfg, run.lora)
         if run.d.main:
-            _replace_model(final, lambda tmp: _save_weights(tmp, run.cfg, state))
+            export_weights(final, run.cfg, state)
     elif saved and run.d.main:
-        _export(latest_checkpoint(run.ckpt_root), final)
+        export_ema(latest_checkpoint(run.ckpt_root), final)
     if run.writer is not None:
         run.writer.close()
         reason = "stopped" if step < run.tcfg.steps else "finished"
@@ -652,30 +614,3 @@ def finish(run: Run, step: int, saved: bool, losses: dict[int, float]) -> TrainR
         dist.barrier()
         dist.destroy_process_group()
     return TrainResult(final, step, losses)
-
-
-def _export(checkpoint: Path | None, final: Path) -> None:
-    """OUT/model: the newest EMA weights in bf16, sharded (<= 15 MB a file), ready for `fulldit generate`."""
-    if checkpoint is None:
-        return
-    pipe = Pipeline.from_pretrained(checkpoint / "ema", device="cpu", dtype=torch.float32)
-    _replace_model(final, lambda tmp: pipe.save_pretrained(tmp, dtype=torch.bfloat16))
-
-
-def _save_weights(directory: Path, cfg: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
-    """A checkpoint directory (bf16) from "model." / "text_encoder." tensors, as `_ema_weights` returns them."""
-    text = split_state(state, "text_encoder.") or None
-    save_states(directory, cfg, split_state(state, "model."), text, dtype=torch.bfloat16)
-
-
-def _replace_model(final: Path, write: Callable[[Path], None]) -> None:
-    """Write a checkpoint directory beside `final`, then swap it in: `final` is never half-written."""
-    import shutil
-
-    tmp = final.with_name(final.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    write(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
