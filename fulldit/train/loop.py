@@ -343,6 +343,8 @@ class Run:
 
 @dataclass
 class StepMetrics:
+    """What `train_step` hands to the log."""
+
     loss: float  # this rank's loss, the mean over its micro-batches
     lr: float
     grad_norm: torch.Tensor  # before clipping; a DTensor under FSDP2
