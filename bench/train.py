@@ -30,9 +30,9 @@ import torch.distributed as dist
 from step import condition_mix  # bench/step.py, beside this script
 from torch.nn.parallel import DistributedDataParallel
 
+from fulldit.conditions import condition_tokens
 from fulldit.config import CameraConfig, ModelConfig, load_config
 from fulldit.model import FullDiT, flops_per_forward
-from fulldit.train.loop import condition_segments
 
 SPEC_TFLOPS = 989.0  # H100/H200 SXM bf16 dense
 
@@ -157,7 +157,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
     grid = model.grid(x.shape)
-    segs = condition_segments(cfg, grid, conds)
+    segs = condition_tokens(cfg, conds, grid)
     video = grid.tokens
     flops = 3 * args.batch * flops_per_forward(cfg, video, sum(segs), text, False, segs)
     tflops = flops / sec / 1e12

@@ -85,7 +85,7 @@ _EXPORT: dict[str, float] = {}  # seconds spent in checkpoints and exports since
 
 def _time_exports() -> None:
     """Time the end-of-run checkpoint + export, which `run` subtracts (it is not training throughput)."""
-    real_save, real_export = loop.save_checkpoint, loop._export
+    real_save, real_export = loop.save_checkpoint, loop.export_ema
 
     def save(*args, **kwargs):
         t = time.perf_counter()
@@ -99,7 +99,7 @@ def _time_exports() -> None:
         _EXPORT["s"] = _EXPORT.get("s", 0.0) + time.perf_counter() - t
         return out
 
-    loop.save_checkpoint, loop._export = save, export
+    loop.save_checkpoint, loop.export_ema = save, export
 
 
 def memory_probe(config: str, overrides: list[str], device: str, frames: tuple[int, ...] = (16, 32)) -> list[dict]:

@@ -1,5 +1,6 @@
 """The `fulldit` command (generate, info, init, synth, eval, train, convert, prepare, camera, demo): parses arguments,
-calls the API.
+calls the API. Each command is a pair of functions, `add_<name>(sub)` defining its options right above
+`cmd_<name>(args)` running it; COMMANDS lists the pairs.
 
 Bad input (a missing or malformed file, a wrong frame count, an unknown option) prints one line,
 `fulldit: error: ...`, and exits with code 2; no traceback, and no output file is left behind.
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fulldit.errors import InputError
+
+Subparsers = argparse._SubParsersAction  # what `add_subparsers` returns: each `add_<name>` adds its parser to it
 
 
 def default_checkpoint() -> Path:
@@ -82,197 +85,11 @@ FINITE = number(float)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `fulldit` parser: each subcommand's options are defined by its `add_<name>`, right above `cmd_<name>`."""
     parser = Parser(prog="fulldit", description="FullDiT: video generation from any mix of conditions.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    g = sub.add_parser("generate", help="generate a video (.mp4) and a preview sheet (.png)")
-    g.add_argument("--prompt", default="", help="text prompt")
-    g.add_argument("--camera", metavar="FILE", help="camera path: RealEstate10K/CameraCtrl .txt or .json")
-    g.add_argument("--reference", metavar="IMG", action="append", default=[], help="identity reference image (repeat)")
-    g.add_argument(
-        "--depth",
-        metavar="VIDEO",
-        help="depth: .npy/.npz (metric), a folder of 16-bit PNGs, or a video of relative inverse depth (bright = near)",
-    )
-    g.add_argument("--first-frame", metavar="IMG", help="first frame (image-to-video)")
-    g.add_argument("--prefix", metavar="VIDEO", help="prefix frames to continue (video prediction)")
-    g.add_argument("--last-frame", metavar="IMG", help="last frame (interpolation with --first-frame)")
-    g.add_argument("--frames", type=COUNT, help="number of frames (default: the checkpoint's)")
-    g.add_argument(
-        "--size", type=parse_size, metavar="WxH", help="frame size, e.g. 128x128 (default: the checkpoint's)"
-    )
-    g.add_argument("--steps", type=COUNT, help="denoising steps")
-    g.add_argument("--guidance", type=SCALE, help="condition guidance scale (1 = off)")
-    g.add_argument("--text-guidance", type=SCALE, help="text guidance scale (1 = off)")
-    g.add_argument("--shift", type=POSITIVE, help="sampling timestep shift")
-    g.add_argument("--seed", type=SEED, help="random seed")
-    g.add_argument("--fps", type=POSITIVE, help="frame rate of the written video")
-    g.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
-    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    g.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the transformer blocks (GPU: ~1.3x faster steps after a ~1 min compile)",
-    )
-    g.add_argument(
-        "-o", "--output", metavar="OUT.mp4", default="output.mp4", help="output video; the preview is OUT.png"
-    )
-    g.add_argument(
-        "--parallel",
-        choices=["auto", "cfg", "sequence"],
-        help="under torchrun: guidance branches on different ranks (cfg), the tokens split over the ranks "
-        "(sequence), or both (auto, the default)",
-    )
-    g.add_argument(
-        "--shard-weights", action="store_true", help="under torchrun: shard the transformer's weights (FSDP2)"
-    )
-
-    i = sub.add_parser("info", help="describe a checkpoint directory")
-    i.add_argument("checkpoint", metavar="DIR", nargs="?", help="checkpoint directory (default: the shipped model)")
-
-    n = sub.add_parser("init", help="write a randomly initialised checkpoint for a config (a starting point)")
-    n.add_argument("--config", metavar="YAML", required=True, help="config file, e.g. configs/tiny.yaml")
-    n.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
-    n.add_argument("--seed", type=SEED, default=0)
-    n.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="storage type of the weights")
-    n.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.layers=4")
-    y = sub.add_parser("synth", help="render synthetic clips into a dataset folder, or the FullBench-Synth split")
-    y.add_argument("--out", metavar="DIR", required=True, help="output folder (new or empty)")
-    y.add_argument("--n", type=COUNT, default=64, help="number of clips (ignored with --bench)")
-    y.add_argument("--seed", type=SEED, default=0, help="first seed; clip i has seed SEED + i")
-    y.add_argument("--frames", type=COUNT, default=16)
-    y.add_argument("--size", type=parse_size, metavar="WxH", default=(128, 128), help="frame size (default 128x128)")
-    y.add_argument("--references", type=int, default=2, choices=[1, 2], help="reference images per object")
-    y.add_argument("--fps", type=POSITIVE, default=8.0)
-    y.add_argument("--device", default=None, help="render on cpu or cuda (default: cuda when available)")
-    y.add_argument("--bench", action="store_true", help="write FullBench-Synth (fixed seeds never used in training)")
-    y.add_argument("--cases", type=COUNT, default=32, help="--bench: cases per condition combination")
-    y.add_argument("--combos", nargs="+", metavar="COMBO", help="--bench: only these combinations")
-    e = sub.add_parser("eval", help="FullBench: generate and score a benchmark, or score another system's videos")
-    e.add_argument("--bench", metavar="DIR", required=True, help="benchmark folder (fulldit synth --bench)")
-    e.add_argument("--out", metavar="DIR", required=True, help="report folder (resumable: existing results are kept)")
-    src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="DIR", help="generate every case with this checkpoint")
-    src.add_argument("--videos", metavar="DIR", help="score existing videos DIR/<case>.mp4 (a bench folder: its GT)")
-    e.add_argument("--cases", type=COUNT, help="at most this many cases per combination")
-    e.add_argument("--combos", nargs="+", metavar="COMBO", help="only these combinations")
-    e.add_argument("--steps", type=COUNT, help="denoising steps (default: the checkpoint's)")
-    e.add_argument(
-        "--depth-estimator",
-        metavar="DIR",
-        help="transformers depth model directory (default: the synthetic-world depth net)",
-    )
-    e.add_argument("--clip", metavar="DIR", help="CLIP model directory: adds text alignment (clip_text)")
-    e.add_argument("--identity-model", metavar="DIR", help="DINOv2/CLIP vision directory: adds identity_features")
-    e.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    e.add_argument(
-        "--generate-only", action="store_true", help="write the videos, score nothing (score later with the same --out)"
-    )
-
-    t = sub.add_parser("train", help="train a model (CPU, one GPU, or under torchrun with DDP/FSDP2)")
-    t.add_argument(
-        "--config", metavar="YAML", required=True, help="config with a train: section, e.g. configs/synth-s.yaml"
-    )
-    t.add_argument("--out", metavar="DIR", required=True, help="run folder: checkpoints/, logs/, samples/, model/")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest (start fresh if none)")
-    t.add_argument("--init", metavar="DIR", help="start from this checkpoint's weights with a fresh optimizer")
-    t.add_argument("--device", help="cpu or cuda (default: cuda when available; torchrun: this rank's GPU)")
-    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
-
-    p = sub.add_parser(
-        "prepare", help="turn a folder of videos, captions and camera files into a dataset folder (fulldit-dataset/1)"
-    )
-    p.add_argument("src", metavar="SRC", help="SRC/NAME.mp4 + NAME.txt caption [+ NAME.cam.txt, NAME.ref*.png]")
-    p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write (new or empty)")
-    p.add_argument("--frames", type=COUNT, help="frames per clip after resampling (default: every frame, one clip)")
-    p.add_argument("--fps", type=POSITIVE, help="resample to this frame rate, nearest frames (default: the source's)")
-    p.add_argument("--size", type=parse_size, metavar="WxH", help="resize to cover and centre-crop, e.g. 832x480")
-    p.add_argument("--clips-per-video", type=COUNT, default=1, help="up to this many consecutive clips of --frames")
-    p.add_argument("--captions", metavar="FILE", help="captions.jsonl (default: SRC/captions.jsonl if present)")
-    p.add_argument("--cameras", metavar="DIR", help="folder of NAME.txt pose files (default: SRC/cameras)")
-    p.add_argument("--boxes", metavar="FILE", help="reference crops, boxes.json (default: SRC/boxes.json)")
-    p.add_argument("--depth-model", metavar="DIR", help="transformers depth model (Depth Anything); no depth without")
-    p.add_argument("--device", default="cpu", help="device of the depth model (default: cpu)")
-    p.add_argument("--skip-bad", action="store_true", help="report and skip broken videos instead of stopping")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run (its .OUT.partial folder)")
-
-    c = sub.add_parser(
-        "convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint, or grow one"
-    )
-    c.add_argument("src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original")
-    c.add_argument(
-        "--from",
-        dest="source_format",
-        choices=["wan2.1", "open-gates", "deepen"],
-        required=True,
-        help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
-        "full attention); or a fulldit checkpoint to grow to --layers blocks (new blocks start as the identity)",
-    )
-    c.add_argument("--layers", type=COUNT, help="--from deepen: the grown model's number of blocks")
-    c.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
-    c.add_argument("--vae", metavar="DIR", help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline)")
-    c.add_argument(
-        "--text-encoder", metavar="DIR", help="UMT5 + tokenizer directory (default: SRC_DIR/text_encoder + tokenizer)"
-    )
-    c.add_argument(
-        "--conditions",
-        nargs="*",
-        metavar="NAME",
-        default=["camera", "reference", "depth"],
-        help="condition modules to add, new and gated off until trained (default: camera reference depth)",
-    )
-    c.add_argument(
-        "--dtype", choices=["keep", "float32", "bfloat16"], default="keep", help="storage type of the weights"
-    )
-    c.add_argument("--text-dtype", choices=["float32", "bfloat16"], default="bfloat16", help="UMT5 compute type")
-    c.add_argument("--seed", type=SEED, default=0, help="seed of the new condition modules")
-    c.add_argument("--shard-mb", type=POSITIVE, help="output shard size in MB (default: the repository's 14)")
-
-    m = sub.add_parser("camera", help="write a camera path from named moves, plot a pose file, convert conventions")
-    mode = m.add_mutually_exclusive_group(required=True)
-    mode.add_argument(
-        "--move",
-        metavar="NAME",
-        help="one move: pan-/truck-/orbit-left|right, tilt-/pedestal-/orbit-up|down, roll-cw|ccw, "
-        "dolly-/zoom-in|out, static",
-    )
-    mode.add_argument("--path", metavar="MOVES", help='moves in turn, e.g. "orbit-left 30deg then dolly-in 0.5"')
-    mode.add_argument("--plot", metavar="FILE", help="draw a pose file as camera frusta from above and the side")
-    mode.add_argument("--convert", metavar="FILE", help="rewrite a pose file from --from's convention in --to's")
-    amount = m.add_mutually_exclusive_group()
-    amount.add_argument("--degrees", type=FINITE, help="--move amount of pan, tilt, roll, orbit (default 30)")
-    amount.add_argument("--distance", type=FINITE, help="--move amount of dolly, truck, pedestal, scene units (0.5)")
-    amount.add_argument(
-        "--zoom", type=number(float, 1), metavar="RATIO", help="--move amount of zoom: ratio >= 1 (1.5)"
-    )
-    m.add_argument("--frames", type=number(int, 2), default=16, help="frames of the path (default 16)")
-    m.add_argument("--width", type=COUNT, default=128, help="frame width in pixels (default 128)")
-    m.add_argument("--height", type=COUNT, default=128, help="frame height in pixels (default 128)")
-    m.add_argument(
-        "--fov",
-        type=number(float, 0, 180, open_low=True, open_high=True),
-        default=60.0,
-        help="horizontal field of view in degrees (default 60)",
-    )
-    m.add_argument(
-        "--target-distance", type=POSITIVE, default=2.0, help="orbit target, scene units ahead of frame 0 (default 2)"
-    )
-    m.add_argument("--ease", default="linear", help="linear (default) or smooth (each move starts and stops at rest)")
-    m.add_argument(
-        "--convention",
-        "--from",
-        dest="convention",
-        metavar="CONV",
-        help="matrices of the file read by --plot/--convert: opencv (w2c, default), c2w or opengl",
-    )
-    m.add_argument("--to", metavar="CONV", help="matrices of the file written: opencv (w2c, default), c2w or opengl")
-    m.add_argument("-o", "--output", metavar="OUT", help="pose file (.txt RealEstate10K or .json), or --plot's .png")
-
-    d = sub.add_parser("demo", help="a local web page (Gradio) to generate with any mix of conditions")
-    d.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
-    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    d.add_argument("--port", type=number(int, 1, 65535), help="port (default: the first free one from 7860)")
-    d.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    for add, _ in COMMANDS.values():
+        add(sub)
     return parser
 
 
@@ -335,6 +152,50 @@ def _check_device(device: str | None) -> None:
         raise InputError(f"--device {device}: no such CUDA device here ({torch.cuda.device_count()} found)")
 
 
+def add_generate(sub: Subparsers) -> None:
+    p = sub.add_parser("generate", help="generate a video (.mp4) and a preview sheet (.png)")
+    p.add_argument("--prompt", default="", help="text prompt")
+    p.add_argument("--camera", metavar="FILE", help="camera path: RealEstate10K/CameraCtrl .txt or .json")
+    p.add_argument("--reference", metavar="IMG", action="append", default=[], help="identity reference image (repeat)")
+    p.add_argument(
+        "--depth",
+        metavar="VIDEO",
+        help="depth: .npy/.npz (metric), a folder of 16-bit PNGs, or a video of relative inverse depth (bright = near)",
+    )
+    p.add_argument("--first-frame", metavar="IMG", help="first frame (image-to-video)")
+    p.add_argument("--prefix", metavar="VIDEO", help="prefix frames to continue (video prediction)")
+    p.add_argument("--last-frame", metavar="IMG", help="last frame (interpolation with --first-frame)")
+    p.add_argument("--frames", type=COUNT, help="number of frames (default: the checkpoint's)")
+    p.add_argument(
+        "--size", type=parse_size, metavar="WxH", help="frame size, e.g. 128x128 (default: the checkpoint's)"
+    )
+    p.add_argument("--steps", type=COUNT, help="denoising steps")
+    p.add_argument("--guidance", type=SCALE, help="condition guidance scale (1 = off)")
+    p.add_argument("--text-guidance", type=SCALE, help="text guidance scale (1 = off)")
+    p.add_argument("--shift", type=POSITIVE, help="sampling timestep shift")
+    p.add_argument("--seed", type=SEED, help="random seed")
+    p.add_argument("--fps", type=POSITIVE, help="frame rate of the written video")
+    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the transformer blocks (GPU: ~1.3x faster steps after a ~1 min compile)",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="OUT.mp4", default="output.mp4", help="output video; the preview is OUT.png"
+    )
+    p.add_argument(
+        "--parallel",
+        choices=["auto", "cfg", "sequence"],
+        help="under torchrun: guidance branches on different ranks (cfg), the tokens split over the ranks "
+        "(sequence), or both (auto, the default)",
+    )
+    p.add_argument(
+        "--shard-weights", action="store_true", help="under torchrun: shard the transformer's weights (FSDP2)"
+    )
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     from fulldit.generate import Pipeline, Request
     from fulldit.preview import condition_thumbnails
@@ -392,6 +253,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({video.shape[0]} frames, {video.shape[3]}x{video.shape[2]}) and {out.with_suffix('.png')}")
 
 
+def add_info(sub: Subparsers) -> None:
+    p = sub.add_parser("info", help="describe a checkpoint directory")
+    p.add_argument("checkpoint", metavar="DIR", nargs="?", help="checkpoint directory (default: the shipped model)")
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     import torch
 
@@ -428,6 +294,15 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(f"model card   {card}")
 
 
+def add_init(sub: Subparsers) -> None:
+    p = sub.add_parser("init", help="write a randomly initialised checkpoint for a config (a starting point)")
+    p.add_argument("--config", metavar="YAML", required=True, help="config file, e.g. configs/tiny.yaml")
+    p.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="storage type of the weights")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.layers=4")
+
+
 def cmd_init(args: argparse.Namespace) -> None:
     import torch
 
@@ -442,6 +317,21 @@ def cmd_init(args: argparse.Namespace) -> None:
     with atomic_dir(args.out) as tmp:
         pipe.save_pretrained(tmp, dtype=getattr(torch, args.dtype))
     print(f"wrote {args.out}: {pipe.model.num_params() / 1e6:.2f}M parameters, randomly initialised (seed {args.seed})")
+
+
+def add_synth(sub: Subparsers) -> None:
+    p = sub.add_parser("synth", help="render synthetic clips into a dataset folder, or the FullBench-Synth split")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder (new or empty)")
+    p.add_argument("--n", type=COUNT, default=64, help="number of clips (ignored with --bench)")
+    p.add_argument("--seed", type=SEED, default=0, help="first seed; clip i has seed SEED + i")
+    p.add_argument("--frames", type=COUNT, default=16)
+    p.add_argument("--size", type=parse_size, metavar="WxH", default=(128, 128), help="frame size (default 128x128)")
+    p.add_argument("--references", type=int, default=2, choices=[1, 2], help="reference images per object")
+    p.add_argument("--fps", type=POSITIVE, default=8.0)
+    p.add_argument("--device", default=None, help="render on cpu or cuda (default: cuda when available)")
+    p.add_argument("--bench", action="store_true", help="write FullBench-Synth (fixed seeds never used in training)")
+    p.add_argument("--cases", type=COUNT, default=32, help="--bench: cases per condition combination")
+    p.add_argument("--combos", nargs="+", metavar="COMBO", help="--bench: only these combinations")
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -480,6 +370,29 @@ def cmd_synth(args: argparse.Namespace) -> None:
         print(f"wrote {args.n} clips to {out} (manifest.jsonl, contact_sheet.png)")
 
 
+def add_eval(sub: Subparsers) -> None:
+    p = sub.add_parser("eval", help="FullBench: generate and score a benchmark, or score another system's videos")
+    p.add_argument("--bench", metavar="DIR", required=True, help="benchmark folder (fulldit synth --bench)")
+    p.add_argument("--out", metavar="DIR", required=True, help="report folder (resumable: existing results are kept)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="DIR", help="generate every case with this checkpoint")
+    src.add_argument("--videos", metavar="DIR", help="score existing videos DIR/<case>.mp4 (a bench folder: its GT)")
+    p.add_argument("--cases", type=COUNT, help="at most this many cases per combination")
+    p.add_argument("--combos", nargs="+", metavar="COMBO", help="only these combinations")
+    p.add_argument("--steps", type=COUNT, help="denoising steps (default: the checkpoint's)")
+    p.add_argument(
+        "--depth-estimator",
+        metavar="DIR",
+        help="transformers depth model directory (default: the synthetic-world depth net)",
+    )
+    p.add_argument("--clip", metavar="DIR", help="CLIP model directory: adds text alignment (clip_text)")
+    p.add_argument("--identity-model", metavar="DIR", help="DINOv2/CLIP vision directory: adds identity_features")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--generate-only", action="store_true", help="write the videos, score nothing (score later with the same --out)"
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from fulldit.eval.fullbench import run
 
@@ -514,6 +427,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"  {r['condition']:20s} {r['metric']:18s} given {r['given']:.3g}  withheld {r['withheld']:.3g}")
 
 
+def add_train(sub: Subparsers) -> None:
+    p = sub.add_parser("train", help="train a model (CPU, one GPU, or under torchrun with DDP/FSDP2)")
+    p.add_argument(
+        "--config", metavar="YAML", required=True, help="config with a train: section, e.g. configs/synth-s.yaml"
+    )
+    p.add_argument("--out", metavar="DIR", required=True, help="run folder: checkpoints/, logs/, samples/, model/")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest (start fresh if none)")
+    p.add_argument("--init", metavar="DIR", help="start from this checkpoint's weights with a fresh optimizer")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available; torchrun: this rank's GPU)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from fulldit.data.formats import read_manifest
     from fulldit.train.config import load_train_config
@@ -537,6 +462,25 @@ def cmd_train(args: argparse.Namespace) -> None:
         if new is not None and not any(out.glob("checkpoints/*")):  # nothing to resume from: leave nothing behind
             shutil.rmtree(new, ignore_errors=True)
         raise
+
+
+def add_prepare(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "prepare", help="turn a folder of videos, captions and camera files into a dataset folder (fulldit-dataset/1)"
+    )
+    p.add_argument("src", metavar="SRC", help="SRC/NAME.mp4 + NAME.txt caption [+ NAME.cam.txt, NAME.ref*.png]")
+    p.add_argument("--out", metavar="DIR", required=True, help="dataset folder to write (new or empty)")
+    p.add_argument("--frames", type=COUNT, help="frames per clip after resampling (default: every frame, one clip)")
+    p.add_argument("--fps", type=POSITIVE, help="resample to this frame rate, nearest frames (default: the source's)")
+    p.add_argument("--size", type=parse_size, metavar="WxH", help="resize to cover and centre-crop, e.g. 832x480")
+    p.add_argument("--clips-per-video", type=COUNT, default=1, help="up to this many consecutive clips of --frames")
+    p.add_argument("--captions", metavar="FILE", help="captions.jsonl (default: SRC/captions.jsonl if present)")
+    p.add_argument("--cameras", metavar="DIR", help="folder of NAME.txt pose files (default: SRC/cameras)")
+    p.add_argument("--boxes", metavar="FILE", help="reference crops, boxes.json (default: SRC/boxes.json)")
+    p.add_argument("--depth-model", metavar="DIR", help="transformers depth model (Depth Anything); no depth without")
+    p.add_argument("--device", default="cpu", help="device of the depth model (default: cpu)")
+    p.add_argument("--skip-bad", action="store_true", help="report and skip broken videos instead of stopping")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (its .OUT.partial folder)")
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -564,6 +508,40 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     )
     out, written, skipped = prepare(args.src, args.out, opts)
     print(f"wrote {written} clips to {out}" + (f" ({len(skipped)} problems skipped)" if skipped else ""))
+
+
+def add_convert(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint, or grow one"
+    )
+    p.add_argument("src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original")
+    p.add_argument(
+        "--from",
+        dest="source_format",
+        choices=["wan2.1", "open-gates", "deepen"],
+        required=True,
+        help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
+        "full attention); or a fulldit checkpoint to grow to --layers blocks (new blocks start as the identity)",
+    )
+    p.add_argument("--layers", type=COUNT, help="--from deepen: the grown model's number of blocks")
+    p.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
+    p.add_argument("--vae", metavar="DIR", help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline)")
+    p.add_argument(
+        "--text-encoder", metavar="DIR", help="UMT5 + tokenizer directory (default: SRC_DIR/text_encoder + tokenizer)"
+    )
+    p.add_argument(
+        "--conditions",
+        nargs="*",
+        metavar="NAME",
+        default=["camera", "reference", "depth"],
+        help="condition modules to add, new and gated off until trained (default: camera reference depth)",
+    )
+    p.add_argument(
+        "--dtype", choices=["keep", "float32", "bfloat16"], default="keep", help="storage type of the weights"
+    )
+    p.add_argument("--text-dtype", choices=["float32", "bfloat16"], default="bfloat16", help="UMT5 compute type")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the new condition modules")
+    p.add_argument("--shard-mb", type=POSITIVE, help="output shard size in MB (default: the repository's 14)")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -600,6 +578,48 @@ def cmd_convert(args: argparse.Namespace) -> None:
         f"wrote {args.out}: Wan2.1 dim {m.dim}, {m.layers} layers, {m.heads} heads + conditions "
         f"{', '.join(m.conditions) or 'none'} (gated off until trained); VAE {cfg.codec.path}, text {cfg.text.path}"
     )
+
+
+def add_camera(sub: Subparsers) -> None:
+    p = sub.add_parser("camera", help="write a camera path from named moves, plot a pose file, convert conventions")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--move",
+        metavar="NAME",
+        help="one move: pan-/truck-/orbit-left|right, tilt-/pedestal-/orbit-up|down, roll-cw|ccw, "
+        "dolly-/zoom-in|out, static",
+    )
+    mode.add_argument("--path", metavar="MOVES", help='moves in turn, e.g. "orbit-left 30deg then dolly-in 0.5"')
+    mode.add_argument("--plot", metavar="FILE", help="draw a pose file as camera frusta from above and the side")
+    mode.add_argument("--convert", metavar="FILE", help="rewrite a pose file from --from's convention in --to's")
+    amount = p.add_mutually_exclusive_group()
+    amount.add_argument("--degrees", type=FINITE, help="--move amount of pan, tilt, roll, orbit (default 30)")
+    amount.add_argument("--distance", type=FINITE, help="--move amount of dolly, truck, pedestal, scene units (0.5)")
+    amount.add_argument(
+        "--zoom", type=number(float, 1), metavar="RATIO", help="--move amount of zoom: ratio >= 1 (1.5)"
+    )
+    p.add_argument("--frames", type=number(int, 2), default=16, help="frames of the path (default 16)")
+    p.add_argument("--width", type=COUNT, default=128, help="frame width in pixels (default 128)")
+    p.add_argument("--height", type=COUNT, default=128, help="frame height in pixels (default 128)")
+    p.add_argument(
+        "--fov",
+        type=number(float, 0, 180, open_low=True, open_high=True),
+        default=60.0,
+        help="horizontal field of view in degrees (default 60)",
+    )
+    p.add_argument(
+        "--target-distance", type=POSITIVE, default=2.0, help="orbit target, scene units ahead of frame 0 (default 2)"
+    )
+    p.add_argument("--ease", default="linear", help="linear (default) or smooth (each move starts and stops at rest)")
+    p.add_argument(
+        "--convention",
+        "--from",
+        dest="convention",
+        metavar="CONV",
+        help="matrices of the file read by --plot/--convert: opencv (w2c, default), c2w or opengl",
+    )
+    p.add_argument("--to", metavar="CONV", help="matrices of the file written: opencv (w2c, default), c2w or opengl")
+    p.add_argument("-o", "--output", metavar="OUT", help="pose file (.txt RealEstate10K or .json), or --plot's .png")
 
 
 def cmd_camera(args: argparse.Namespace) -> None:
@@ -660,6 +680,14 @@ def _check_address(host: str, port: int | None) -> None:
             raise InputError(f"--host {host} --port {port}: cannot serve there ({err.strerror or err})") from None
 
 
+def add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="a local web page (Gradio) to generate with any mix of conditions")
+    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=number(int, 1, 65535), help="port (default: the first free one from 7860)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     import importlib.util
 
@@ -674,24 +702,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
     launch(ckpt, host=args.host, port=args.port, device=args.device)
 
 
-COMMANDS = {
-    "generate": cmd_generate,
-    "info": cmd_info,
-    "init": cmd_init,
-    "synth": cmd_synth,
-    "eval": cmd_eval,
-    "train": cmd_train,
-    "prepare": cmd_prepare,
-    "convert": cmd_convert,
-    "camera": cmd_camera,
-    "demo": cmd_demo,
+# name -> (define its options, run it); `fulldit --help` lists the commands in this order
+COMMANDS: dict[str, tuple[Callable[[Subparsers], None], Callable[[argparse.Namespace], None]]] = {
+    "generate": (add_generate, cmd_generate),
+    "info": (add_info, cmd_info),
+    "init": (add_init, cmd_init),
+    "synth": (add_synth, cmd_synth),
+    "eval": (add_eval, cmd_eval),
+    "train": (add_train, cmd_train),
+    "prepare": (add_prepare, cmd_prepare),
+    "convert": (add_convert, cmd_convert),
+    "camera": (add_camera, cmd_camera),
+    "demo": (add_demo, cmd_demo),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        _, run = COMMANDS[args.command]
+        run(args)
     except InputError as err:
         message = " ".join(str(err).split())  # one line, whatever a library put in the message
         sys.stderr.write(f"fulldit: error: {message}\n")

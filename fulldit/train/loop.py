@@ -3,6 +3,10 @@
     fulldit train --config configs/synth-s.yaml --out runs/synth-s [--resume] [train.lr=1e-4 ...]
     torchrun --nproc_per_node 8 -m fulldit.cli train --config ... --out ...
 
+`train` reads top-down: `setup` builds a `Run` (configs, processes, model, optimizer, EMA, data, log); each step is
+`train_step` (micro-batches, clipping, AdamW, EMA), `agree` (the ranks' loss, and whether to stop), `log` and
+`save_and_sample` (checkpoint, sample video, validation); `finish` exports OUT/model.
+
 Every random draw of step s, micro-batch slot g (rank * accumulation + micro index) comes from a generator
 seeded with (seed, s, g): frame conditions, text dropout, timesteps and noise; the step's condition subset
 comes from (seed, s) and is the same on every rank (FSDP2 needs every rank to reduce the same gradients). With the
@@ -19,9 +23,9 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,23 +35,35 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config, save_states
-from fulldit.conditions import ConditionInput, Grid, condition_tokens, drop_conditions
+from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config
+from fulldit.conditions import ConditionInput, condition_tokens, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
-from fulldit.config import FullDiTConfig, ModelConfig, to_dict
+from fulldit.config import FullDiTConfig, to_dict
 from fulldit.errors import InputError
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.generate import Pipeline
 from fulldit.model import FullDiT, flops_per_forward
-from fulldit.text_encoders import TextEncoder, build_text_encoder
+from fulldit.text_encoders import TextEncoder
 from fulldit.train.batch import TrainInputs, prepare_batch
 from fulldit.train.config import LoraConfig, TrainConfig, load_train_config
 from fulldit.train.curriculum import check_curriculum, draw_subset, subset_name
 from fulldit.train.data import MicroBatches, Prefetcher, make_loader, to_batch
 from fulldit.train.ema import EMA
 from fulldit.train.lora import apply_lora, merged_state
-from fulldit.train.state import FULL, TRAINER, latest_checkpoint, load_checkpoint, save_checkpoint, split_state
-from fulldit.train.validate import validate, validation_clips
+from fulldit.train.state import (
+    FULL,
+    TRAINER,
+    export_ema,
+    export_weights,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    split_state,
+)
+from fulldit.train.validate import ema_pipeline, validation_clips, write_sample, write_validation
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class Trainee(nn.Module):
@@ -120,11 +136,6 @@ def generators(seed: int, step: int, slot: int, device: torch.device) -> tuple[t
     return cpu, dev
 
 
-def condition_segments(cfg: ModelConfig, grid: Grid, conditions: dict[str, ConditionInput]) -> list[int]:
-    """Tokens each condition adds per sample (for throughput and FLOPs), as each condition module counts them."""
-    return condition_tokens(cfg, conditions, grid)
-
-
 def param_groups(trainee: nn.Module, tcfg: TrainConfig) -> tuple[list[dict], list[float]]:
     """AdamW's parameter groups and their learning-rate scales: one group, or the backbone and `train.new_modules`
     (FullDiT's condition modules and gates) when those learn at another rate (`train.new_module_lr_scale`)."""
@@ -186,7 +197,7 @@ def micro_step(
     loss = flow_loss(out, x0, noise, x_t, t, cfg.flow, known).mean()
     (loss * scale).backward()
     grid = pipe.model.grid(x0.shape)
-    segments = condition_segments(cfg.model, grid, conds)
+    segments = condition_tokens(cfg.model, conds, grid)
     text_tokens = pipe.text_encoder.max_length if hasattr(pipe.text_encoder, "max_length") else 0
     flops = b * flops_per_forward(cfg.model, grid.tokens, sum(segments), text_tokens, False, segments)
     return float(loss.detach()), b * (grid.tokens + sum(segments)), flops
@@ -263,50 +274,67 @@ def _ema_weights(trainee: Trainee, ema: EMA, cfg: FullDiTConfig, lora: LoraConfi
     return {**{f"model.{k}": v for k, v in model.items()}, **text}
 
 
-def _ema_pipeline(pipe: Pipeline, state: dict[str, torch.Tensor]) -> Pipeline:
-    """A Pipeline on the training device with the EMA weights (fresh modules: the training ones may be sharded)."""
-    model = FullDiT(pipe.config.model).to(pipe.device)
-    model.load_state_dict(split_state(state, "model."))
-    model.eval()
-    text = pipe.text_encoder
-    if isinstance(text, nn.Module):
-        text = build_text_encoder(pipe.config.text, pipe.device)
-        text.load_state_dict(split_state(state, "text_encoder."))
-        text.eval()
-    return Pipeline(pipe.config, model, pipe.codec, text, pipe.device)
+@dataclass
+class Meter:
+    """What the log reports between two of its lines: the loss of each condition subset, and the throughput."""
+
+    since: float = field(default_factory=time.time)
+    losses: dict[str, list[float]] = field(default_factory=dict)  # subset name -> [sum of losses, micro-batches]
+    tokens: int = 0
+    samples: int = 0
+    flops: float = 0.0
+
+    def add(self, subset: str, loss: float, tokens: int, samples: int, flops: float) -> None:
+        total = self.losses.setdefault(subset, [0.0, 0])
+        total[0] += loss
+        total[1] += 1
+        self.tokens += tokens
+        self.samples += samples
+        self.flops += 3 * flops  # forward + backward (recomputation not counted)
 
 
-def _sample(pipe: Pipeline, out: Path, step: int, writer: object) -> None:
-    """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
-    from fulldit.video_io import write_video
-    from fulldit.world.clips import render_clip
-    from fulldit.world.dataset import BENCH_SEED_BASE
+@dataclass
+class Run:
+    """A run's state: what `setup` builds, the loop's steps use and `finish` closes (nanoGPT's globals, as data)."""
 
-    s = pipe.config.sample
-    clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
-    names = pipe.config.model.conditions
-    video = pipe.generate(
-        prompt=clip.caption,
-        camera=clip.camera if "camera" in names else None,
-        references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else None,
-        depth=clip.depth if "depth" in names else None,
-        first_frame=clip.video[0],
-        seed=0,
-    )
-    write_video(out / "samples" / f"step_{step:08d}.mp4", video, fps=s.fps)
-    if writer is not None:
-        strip = torch.cat([clip.video[:: max(1, s.frames // 4)], video[:: max(1, s.frames // 4)].cpu()], dim=3)
-        writer.add_images("sample/ground_truth_vs_generated", strip.clamp(0, 1), step)
+    cfg: FullDiTConfig
+    tcfg: TrainConfig
+    lora: LoraConfig | None
+    d: Dist
+    pipe: Pipeline
+    trainee: Trainee  # the unwrapped module: checkpoints, EMA, parameter counts
+    module: nn.Module  # what runs forward + backward: the trainee, or DDP around it (FSDP2 shards it in place)
+    params: list[nn.Parameter]  # every trained parameter, in the optimizer's order
+    lr_scales: list[float]  # of the optimizer's parameter groups
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    micro: int  # samples per micro-batch
+    accumulation: int  # micro-batches per rank and step
+    out: Path
+    last: Path | None  # the checkpoint resumed from
+    start: int  # the step this call starts at
+    elapsed_before: float  # seconds trained before this call
+    info: dict  # recorded in trainer.json: what a resume must match (--init, LoRA, learning-rate scales)
+    writer: SummaryWriter | None  # rank 0 only
+    data: Prefetcher[list[TrainInputs]]  # this rank's micro-batches, a batch group at a time
+    stop: Stop
+    bar: tqdm
+    t_start: float  # wall clock at the first step: train.max_minutes, elapsed_s
+    meter: Meter = field(default_factory=Meter)
+    val_clips: list = field(default_factory=list)  # rendered at the first validation
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
 
 
-def _validate(pipe: Pipeline, clips: list, out: Path, step: int, writer: object) -> None:
-    """Rank 0: score the EMA weights on the validation worlds; tensorboard and OUT/validation.jsonl."""
-    scores = validate(pipe, clips)
-    for name, value in scores.items():
-        writer.add_scalar(f"validation/{name}", value, step)
-    with open(out / "validation.jsonl", "a") as f:
-        f.write(json.dumps({"step": step, **scores}) + "\n")
-    print(f"step {step}: validation " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()), flush=True)
+@dataclass
+class StepMetrics:
+    """What `train_step` hands to the log."""
+
+    loss: float  # this rank's loss, the mean over its micro-batches
+    lr: float
+    grad_norm: torch.Tensor  # before clipping; a DTensor under FSDP2
 
 
 def train(
@@ -318,11 +346,84 @@ def train(
     device: str | None = None,
 ) -> TrainResult:
     """Train (or continue); returns where the model went and the losses of the steps this call ran."""
+    run = setup(config, out, overrides, resume, init, device)
+    step, reuse = run.start, run.tcfg.data.reuse
+    saved_at = step if run.last is not None else -1
+    losses: dict[int, float] = {}
+    batch_group, batches = -1, []
+    while step < run.tcfg.steps:
+        if step // reuse != batch_group:  # this step's micro-batches, made in the background; reused `reuse` steps
+            batch_group, batches = step // reuse, run.data.get()
+        metrics = train_step(run, batches, step)
+        step += 1
+        stopping, losses[step] = agree(run, metrics.loss)
+        log(run, step, metrics, losses[step])
+        if save_and_sample(run, step, stopping):
+            saved_at = step
+        if stopping:
+            break
+    return finish(run, step, saved_at == step, losses)
+
+
+def setup(
+    config: str, out: str, overrides: list[str] | None, resume: bool, init: str | None, device: str | None
+) -> Run:
+    """Everything before the first step, in the order the checks and the random draws need: configs, processes,
+    the model (--init, LoRA, compile, DDP/FSDP2), AdamW and EMA (restored on --resume), the log, the data."""
+    cfg, tcfg, lora, last, init = _resolve(config, out, overrides, resume, init)
+    d = setup_distributed(device)
+    micro, accumulation = tcfg.accumulation(d.world)
+    pipe, lora_counts = _build_pipeline(cfg, tcfg, lora, d, init, last)
+    trainee = Trainee(pipe.model, pipe.text_encoder)
+    module = _wrap(trainee, tcfg, d)
+    groups, lr_scales = param_groups(trainee, tcfg)
+    fused = d.device.type == "cuda"
+    optimizer = torch.optim.AdamW(groups, tcfg.lr, tcfg.betas, weight_decay=tcfg.weight_decay, fused=fused)
+    ema = EMA(trainee, tcfg.ema)
+    start, elapsed_before = 0, 0.0
+    if last is not None:
+        start, elapsed_before = _restore(last, trainee, optimizer, ema, lora is not None, lr_scales)
+    info = {
+        "init": str(Path(init).resolve()) if init else None,
+        "lora": None if lora is None else to_dict(lora),
+        "lr_scales": lr_scales,
+    }
+    writer = None
+    if d.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(Path(out) / "logs"))
+        print(
+            f"training {trainee.model.num_params() / 1e6:.1f}M parameters on {d.world} x {d.device.type}, "
+            f"global batch {tcfg.batch_size} = {d.world} ranks x {accumulation} x {micro}, "
+            f"steps {start} -> {tcfg.steps}" + (f" (resumed from {last})" if last else ""),
+            flush=True,
+        )
+        if lora_counts is not None:
+            n_trained, n_all = lora_counts
+            print(f"LoRA rank {lora.rank}: {n_trained / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters trained", flush=True)
+    data = _batch_groups(cfg, tcfg, pipe, d, micro, accumulation, start)
+    stop = Stop()
+    t_start = time.time()
+    bar = tqdm(total=tcfg.steps, initial=start, disable=not d.main, desc="train", unit="step", dynamic_ncols=True)
+    params = [p for g in groups for p in g["params"]]
+    return Run(
+        cfg=cfg, tcfg=tcfg, lora=lora, d=d, pipe=pipe, trainee=trainee, module=module, params=params,
+        lr_scales=lr_scales, optimizer=optimizer, ema=ema, micro=micro, accumulation=accumulation, out=Path(out),
+        last=last, start=start, elapsed_before=elapsed_before, info=info, writer=writer, data=data, stop=stop,
+        bar=bar, t_start=t_start,
+    )  # fmt: skip
+
+
+def _resolve(
+    config: str, out: str, overrides: list[str] | None, resume: bool, init: str | None
+) -> tuple[FullDiTConfig, TrainConfig, LoraConfig | None, Path | None, str | None]:
+    """The configs, LoRA's, the checkpoint to resume from and the `--init` weights; InputError before anything is
+    written."""
     cfg, tcfg = load_train_config(config, overrides)
     check_curriculum(tcfg.curriculum, cfg.model.conditions)
     lora = tcfg.lora if tcfg.lora.enabled else None
-    out_dir = Path(out)
-    ckpt_root = out_dir / "checkpoints"
+    ckpt_root = Path(out) / "checkpoints"
     last = latest_checkpoint(ckpt_root) if resume else None
     if not resume and latest_checkpoint(ckpt_root) is not None:
         raise InputError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume or choose a new --out")
@@ -330,8 +431,14 @@ def train(
         init = _resumed_base(last, lora, init)
     if init:
         cfg = _inherit_paths(cfg, init)
-    d = setup_distributed(device)
-    micro, accumulation = tcfg.accumulation(d.world)
+    return cfg, tcfg, lora, last, init
+
+
+def _build_pipeline(
+    cfg: FullDiTConfig, tcfg: TrainConfig, lora: LoraConfig | None, d: Dist, init: str | None, last: Path | None
+) -> tuple[Pipeline, tuple[int, int] | None]:
+    """The model, codec and text encoder on this rank's device, with --init's weights and LoRA's adapters, set up
+    for activation checkpointing and compile; and LoRA's (trained, all) parameter counts."""
     torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
     pipe = Pipeline.from_config(cfg, d.device)
     pipe.check_size(tcfg.data.frames, tcfg.data.height, tcfg.data.width, "train.data")  # before anything is written
@@ -339,48 +446,34 @@ def train(
         pipe.check_size(cfg.sample.frames, cfg.sample.height, cfg.sample.width, "sample")
     if init and (last is None or lora is not None):  # a resumed full fine-tune restores every weight from `last`
         _init_from(pipe, init)
+    counts = None
     if lora is not None:  # after --init: the adapters start at zero on top of the loaded backbone
-        n_trained, n_all = apply_lora(pipe.model, lora)
+        counts = apply_lora(pipe.model, lora)
         if isinstance(pipe.text_encoder, nn.Module):
             pipe.text_encoder.requires_grad_(False)
     pipe.model.gradient_checkpointing = tcfg.activation_checkpointing
     if tcfg.compile:  # checkpointing, then compile, then sharding: the order torch's FSDP2 + compile expects
         pipe.model.compile_blocks()
-    trainee = Trainee(pipe.model, pipe.text_encoder)
-    module = _wrap(trainee, tcfg, d)
-    groups, lr_scales = param_groups(trainee, tcfg)
-    params = [p for g in groups for p in g["params"]]
-    fused = d.device.type == "cuda"
-    optimizer = torch.optim.AdamW(groups, tcfg.lr, tcfg.betas, weight_decay=tcfg.weight_decay, fused=fused)
-    ema = EMA(trainee, tcfg.ema)
-    start, elapsed_before = 0, 0.0
-    if last is not None:
-        info = load_checkpoint(last, trainee, optimizer, ema, trained_only=lora is not None)
-        if info.get("lr_scales", [1.0]) != lr_scales:  # the optimizer's groups must be the saved ones
-            raise InputError(
-                f"{last}: trained with learning-rate scales {info.get('lr_scales', [1.0])} (backbone, new modules), "
-                f"this run has {lr_scales}; resume with the same train.new_module_lr_scale and train.new_modules"
-            )
-        start, elapsed_before = int(info["step"]), float(info.get("elapsed_s", 0.0))
-    run_info = {
-        "init": str(Path(init).resolve()) if init else None,
-        "lora": None if lora is None else to_dict(lora),
-        "lr_scales": lr_scales,
-    }
+    return pipe, counts
 
-    writer = None
-    if d.main:
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out_dir / "logs"))
-        print(
-            f"training {trainee.model.num_params() / 1e6:.1f}M parameters on {d.world} x {d.device.type}, "
-            f"global batch {tcfg.batch_size} = {d.world} ranks x {accumulation} x {micro}, "
-            f"steps {start} -> {tcfg.steps}" + (f" (resumed from {last})" if last else ""),
-            flush=True,
+def _restore(
+    last: Path, trainee: Trainee, optimizer: torch.optim.Optimizer, ema: EMA, trained_only: bool, lr_scales: list[float]
+) -> tuple[int, float]:
+    """Weights, optimizer, EMA and RNG states from `last`; returns (its step, the seconds trained before it)."""
+    info = load_checkpoint(last, trainee, optimizer, ema, trained_only=trained_only)
+    if info.get("lr_scales", [1.0]) != lr_scales:  # the optimizer's groups must be the saved ones
+        raise InputError(
+            f"{last}: trained with learning-rate scales {info.get('lr_scales', [1.0])} (backbone, new modules), "
+            f"this run has {lr_scales}; resume with the same train.new_module_lr_scale and train.new_modules"
         )
-        if lora is not None:
-            print(f"LoRA rank {lora.rank}: {n_trained / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters trained", flush=True)
+    return int(info["step"]), float(info.get("elapsed_s", 0.0))
+
+
+def _batch_groups(
+    cfg: FullDiTConfig, tcfg: TrainConfig, pipe: Pipeline, d: Dist, micro: int, accumulation: int, start: int
+) -> Prefetcher[list[TrainInputs]]:
+    """This rank's micro-batches from step `start` on, one batch group at a time, made while the previous trains."""
     reuse = tcfg.data.reuse
     sampler = MicroBatches(tcfg.batch_size, micro, accumulation, d.rank, start // reuse, -(-tcfg.steps // reuse))
     loader = iter(make_loader(tcfg.data, sampler))
@@ -392,142 +485,121 @@ def train(
             for _ in range(accumulation)
         ]
 
-    data = Prefetcher(next_group, d.device)  # the next group is made while this one trains
-    batch_group, batches = -1, []
-    stop = Stop()
-    t_start = time.time()
-    bar = tqdm(total=tcfg.steps, initial=start, disable=not d.main, desc="train", unit="step", dynamic_ncols=True)
-    sums: dict[str, list[float]] = {}
-    window = {"time": time.time(), "tokens": 0, "samples": 0, "flops": 0.0}
-    step = start
-    saved_at = start if last is not None else -1
-    losses: dict[int, float] = {}
-    val_clips: list = []  # rendered at the first validation
-    while step < tcfg.steps:
-        lr = lr_at(tcfg, step)
-        for param_group, scale in zip(optimizer.param_groups, lr_scales):
-            param_group["lr"] = lr * scale
-        total = 0.0
-        subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
-        name = subset_name(subset)
-        if step // reuse != batch_group:  # this step's micro-batches, made in the background; reused `reuse` steps
-            batch_group = step // reuse
-            batches = data.get()
-        for m in range(accumulation):
-            sync = m == accumulation - 1 or not isinstance(module, DistributedDataParallel)
-            with contextlib.nullcontext() if sync else module.no_sync():
-                slot = d.rank * accumulation + m
-                loss, tokens, flops = micro_step(
-                    module, batches[m], cfg, tcfg, pipe, subset, step, slot, 1.0 / accumulation, d
-                )
-            total += loss / accumulation
-            sums.setdefault(name, [0.0, 0])
-            sums[name][0] += loss
-            sums[name][1] += 1
-            window["tokens"] += tokens
-            window["samples"] += micro
-            window["flops"] += 3 * flops  # forward + backward (recomputation not counted)
-        for p in params:
-            if p.grad is None:  # a condition absent from every micro-batch: a zero gradient, as under DDP
-                p.grad = torch.zeros_like(p)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(trainee)
-        step += 1
+    return Prefetcher(next_group, d.device)
 
-        flag = torch.tensor(
-            [float(stop.requested or (tcfg.max_minutes > 0 and time.time() - t_start > 60 * tcfg.max_minutes)), total],
-            device=d.device,
-        )
-        if d.world > 1:
-            dist.all_reduce(flag)
-            flag[1] /= d.world
-        stopping = bool(flag[0] > 0)
-        losses[step] = float(flag[1])
-        if d.main:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(flag[1]):.4f}", lr=f"{lr:.2e}")
-        log_now = step % tcfg.log_every == 0
-        if log_now and hasattr(grad_norm, "full_tensor"):  # FSDP2: a collective, so on every rank
-            grad_norm = grad_norm.full_tensor()
-        if log_now and d.main:
-            dt = time.time() - window["time"]
-            writer.add_scalar("loss/all", float(flag[1]), step)
-            for subset_tag, (s, n) in sums.items():
-                writer.add_scalar(f"loss/{subset_tag}", s / n, step)
-            writer.add_scalar("grad_norm", float(grad_norm), step)
-            writer.add_scalar("lr", lr, step)
-            writer.add_scalar("throughput/samples_per_s", window["samples"] * d.world / dt, step)
-            writer.add_scalar("throughput/tokens_per_s", window["tokens"] * d.world / dt, step)
-            writer.add_scalar("throughput/tflops_per_device", window["flops"] / dt / 1e12, step)
-            sums = {}
-            window = {"time": time.time(), "tokens": 0, "samples": 0, "flops": 0.0}
-        # save first: a sample that fails must not cost the step's checkpoint
-        if step % tcfg.save_every == 0 or step == tcfg.steps or stopping:
-            elapsed = elapsed_before + time.time() - t_start
-            trainer = {"elapsed_s": elapsed, "world": d.world, **run_info}
-            save_checkpoint(ckpt_root, step, trainee, optimizer, ema, cfg, trainer, tcfg.keep, lora is not None)
-            saved_at = step
-        sample = tcfg.sample_every and step % tcfg.sample_every == 0
-        check = tcfg.validate_every and (step % tcfg.validate_every == 0 or step == tcfg.steps or stopping)
-        if sample or check:
-            if d.main or tcfg.parallel == "fsdp":  # the gather is collective under FSDP2
-                state = _ema_weights(trainee, ema, cfg, lora)
-            if d.main:
-                ema_pipe = _ema_pipeline(pipe, state)
-                if sample:
-                    _sample(ema_pipe, out_dir, step, writer)
-                if check:
-                    if not val_clips:
-                        s = cfg.sample
-                        val_clips.extend(validation_clips(tcfg.validate_clips, s.frames, s.height, s.width, d.device))
-                    _validate(ema_pipe, val_clips, out_dir, step, writer)
-        if stopping:
-            break
-    bar.close()
-    stop.close()
-    data.close()
-    final = out_dir / "model"
-    if saved_at == step and lora is not None:  # the merged EMA: a plain checkpoint, no peft needed to generate
-        if d.main or tcfg.parallel == "fsdp":
-            state = _ema_weights(trainee, ema, cfg, lora)
-        if d.main:
-            _replace_model(final, lambda tmp: _save_weights(tmp, cfg, state))
-    elif saved_at == step and d.main:
-        _export(latest_checkpoint(ckpt_root), final)
-    if writer is not None:
-        writer.close()
-        reason = "stopped" if step < tcfg.steps else "finished"
-        print(f"{reason} at step {step}; checkpoint {latest_checkpoint(ckpt_root)}; model {final}", flush=True)
+
+def train_step(run: Run, batches: list[TrainInputs], step: int) -> StepMetrics:
+    """One optimizer step: the learning rate and condition subset of `step`, forward + backward of each micro-batch
+    (DDP reduces the gradients on the last), clipping, AdamW, EMA. The log's numbers go to `run.meter`."""
+    tcfg, accumulation = run.tcfg, run.accumulation
+    lr = lr_at(tcfg, step)
+    for param_group, scale in zip(run.optimizer.param_groups, run.lr_scales):
+        param_group["lr"] = lr * scale
+    total = 0.0
+    subset = draw_subset(tcfg.curriculum, step, generators(tcfg.seed, step, SUBSET_SLOT, torch.device("cpu"))[0])
+    name = subset_name(subset)
+    for m in range(accumulation):
+        sync = m == accumulation - 1 or not isinstance(run.module, DistributedDataParallel)
+        with contextlib.nullcontext() if sync else run.module.no_sync():
+            slot = run.d.rank * accumulation + m
+            loss, tokens, flops = micro_step(
+                run.module, batches[m], run.cfg, tcfg, run.pipe, subset, step, slot, 1.0 / accumulation, run.d
+            )
+        total += loss / accumulation
+        run.meter.add(name, loss, tokens, run.micro, flops)
+    for p in run.params:
+        if p.grad is None:  # a condition absent from every micro-batch: a zero gradient, as under DDP
+            p.grad = torch.zeros_like(p)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, tcfg.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.ema.update(run.trainee)
+    return StepMetrics(total, lr, grad_norm)
+
+
+def agree(run: Run, loss: float) -> tuple[bool, float]:
+    """One all-reduce after each step: whether any rank stops (SIGTERM/SIGINT, train.max_minutes), so that all
+    stop together; and the loss averaged over the ranks (the global batch)."""
+    late = run.tcfg.max_minutes > 0 and time.time() - run.t_start > 60 * run.tcfg.max_minutes
+    flag = torch.tensor([float(run.stop.requested or late), loss], device=run.d.device)
+    if run.d.world > 1:
+        dist.all_reduce(flag)
+        flag[1] /= run.d.world
+    return bool(flag[0] > 0), float(flag[1])
+
+
+def log(run: Run, step: int, metrics: StepMetrics, loss: float) -> None:
+    """The progress bar; every train.log_every steps, tensorboard's losses (the global batch's and each condition
+    subset's on this rank), gradient norm, learning rate and the throughput since the last log."""
+    if run.d.main:
+        run.bar.update(1)
+        run.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{metrics.lr:.2e}")
+    if step % run.tcfg.log_every != 0:
+        return
+    grad_norm = metrics.grad_norm
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a collective, so on every rank
+        grad_norm = grad_norm.full_tensor()
+    if not run.d.main:
+        return
+    meter, writer, dt = run.meter, run.writer, time.time() - run.meter.since
+    writer.add_scalar("loss/all", loss, step)
+    for subset_tag, (s, n) in meter.losses.items():
+        writer.add_scalar(f"loss/{subset_tag}", s / n, step)
+    writer.add_scalar("grad_norm", float(grad_norm), step)
+    writer.add_scalar("lr", metrics.lr, step)
+    writer.add_scalar("throughput/samples_per_s", meter.samples * run.d.world / dt, step)
+    writer.add_scalar("throughput/tokens_per_s", meter.tokens * run.d.world / dt, step)
+    writer.add_scalar("throughput/tflops_per_device", meter.flops / dt / 1e12, step)
+    run.meter = Meter()
+
+
+def save_and_sample(run: Run, step: int, stopping: bool) -> bool:
+    """The checkpoint (every train.save_every steps, at the last, on a stop), then with the EMA weights a sample
+    video (train.sample_every) and validation scores (train.validate_every, the last step, a stop); returns whether
+    it saved. Saving comes first: a sample that fails must not cost the step's checkpoint."""
+    tcfg, final = run.tcfg, step == run.tcfg.steps or stopping
+    saved = step % tcfg.save_every == 0 or final
+    if saved:
+        trainer = {"elapsed_s": run.elapsed_before + time.time() - run.t_start, "world": run.d.world, **run.info}
+        lora = run.lora is not None
+        save_checkpoint(run.ckpt_root, step, run.trainee, run.optimizer, run.ema, run.cfg, trainer, tcfg.keep, lora)
+    sample = tcfg.sample_every and step % tcfg.sample_every == 0
+    check = tcfg.validate_every and (step % tcfg.validate_every == 0 or final)
+    if not (sample or check):
+        return saved
+    if run.d.main or tcfg.parallel == "fsdp":  # the gather is collective under FSDP2
+        state = _ema_weights(run.trainee, run.ema, run.cfg, run.lora)
+    if run.d.main:
+        ema_pipe = ema_pipeline(run.pipe, state)
+        if sample:
+            write_sample(ema_pipe, run.out, step, run.writer)
+        if check:
+            if not run.val_clips:
+                s = run.cfg.sample
+                run.val_clips.extend(validation_clips(tcfg.validate_clips, s.frames, s.height, s.width, run.d.device))
+            write_validation(ema_pipe, run.val_clips, run.out, step, run.writer)
+    return saved
+
+
+def finish(run: Run, step: int, saved: bool, losses: dict[int, float]) -> TrainResult:
+    """After the last step: OUT/model from the checkpoint this call saved last (with LoRA, the adapters merged in),
+    the closing line, and the process group's end."""
+    run.bar.close()
+    run.stop.close()
+    run.data.close()
+    final = run.out / "model"
+    if saved and run.lora is not None:  # the merged EMA: a plain checkpoint, no peft needed to generate
+        if run.d.main or run.tcfg.parallel == "fsdp":
+            state = _ema_weights(run.trainee, run.ema, run.cfg, run.lora)
+        if run.d.main:
+            export_weights(final, run.cfg, state)
+    elif saved and run.d.main:
+        export_ema(latest_checkpoint(run.ckpt_root), final)
+    if run.writer is not None:
+        run.writer.close()
+        reason = "stopped" if step < run.tcfg.steps else "finished"
+        print(f"{reason} at step {step}; checkpoint {latest_checkpoint(run.ckpt_root)}; model {final}", flush=True)
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
     return TrainResult(final, step, losses)
-
-
-def _export(checkpoint: Path | None, final: Path) -> None:
-    """OUT/model: the newest EMA weights in bf16, sharded (<= 15 MB a file), ready for `fulldit generate`."""
-    if checkpoint is None:
-        return
-    pipe = Pipeline.from_pretrained(checkpoint / "ema", device="cpu", dtype=torch.float32)
-    _replace_model(final, lambda tmp: pipe.save_pretrained(tmp, dtype=torch.bfloat16))
-
-
-def _save_weights(directory: Path, cfg: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
-    """A checkpoint directory (bf16) from "model." / "text_encoder." tensors, as `_ema_weights` returns them."""
-    text = split_state(state, "text_encoder.") or None
-    save_states(directory, cfg, split_state(state, "model."), text, dtype=torch.bfloat16)
-
-
-def _replace_model(final: Path, write: Callable[[Path], None]) -> None:
-    """Write a checkpoint directory beside `final`, then swap it in: `final` is never half-written."""
-    import shutil
-
-    tmp = final.with_name(final.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    write(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)

@@ -15,6 +15,9 @@ checkpoint, recorded in trainer.json; OUT/model is the merged, plain model).
 A step directory is written under a temporary name and renamed when complete, then `latest` is replaced
 atomically; older step directories beyond `keep` are removed after that. A kill at any moment leaves the
 previous checkpoint intact. Weights, moments and RNG states are safetensors; nothing is pickled.
+
+At the end of a run OUT/model is exported (`export_ema`, or `export_weights` for LoRA's merged model): the EMA
+weights in bf16, the plain checkpoint `fulldit generate --checkpoint` reads.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +136,33 @@ def save_checkpoint(
 def _save_ema(directory: Path, config: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
     """The EMA as an ordinary checkpoint directory (config.json + model/text-encoder safetensors)."""
     save_states(directory, config, split_state(state, "model."), split_state(state, "text_encoder.") or None)
+
+
+def export_ema(checkpoint: Path | None, final: Path) -> None:
+    """OUT/model: the newest EMA weights in bf16, sharded (<= 15 MB a file), ready for `fulldit generate`."""
+    from fulldit.generate import Pipeline
+
+    if checkpoint is None:
+        return
+    pipe = Pipeline.from_pretrained(checkpoint / "ema", device="cpu", dtype=torch.float32)
+    _replace_dir(final, lambda tmp: pipe.save_pretrained(tmp, dtype=torch.bfloat16))
+
+
+def export_weights(final: Path, config: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
+    """OUT/model from "model." / "text_encoder." tensors (e.g. the EMA with LoRA's adapters merged in), in bf16."""
+    text = split_state(state, "text_encoder.") or None
+    _replace_dir(final, lambda tmp: save_states(tmp, config, split_state(state, "model."), text, dtype=torch.bfloat16))
+
+
+def _replace_dir(final: Path, write: Callable[[Path], None]) -> None:
+    """Write a checkpoint directory beside `final`, then swap it in: `final` is never half-written."""
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
 
 
 def _prune(root: Path, keep: int) -> None:

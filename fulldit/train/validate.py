@@ -1,4 +1,4 @@
-"""Validation during training: PSNR of generated clips against unseen worlds' ground truth.
+"""Validation during training: PSNR of generated clips against unseen worlds' ground truth, and a sample video.
 
 A training loss says little about samples: these are full generations (the checkpoint's sampler, guidance and
 steps) from the EMA weights, scored against the ground-truth render of the same world. Two tasks:
@@ -13,13 +13,25 @@ so choosing a recipe by these numbers never looks at FullBench.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import torch
+from torch import nn
 
 from fulldit.data import Clip
 from fulldit.eval.video_metrics import psnr
 from fulldit.generate import Pipeline
-from fulldit.world.clips import render_batch
+from fulldit.model import FullDiT
+from fulldit.text_encoders import build_text_encoder
+from fulldit.train.state import split_state
+from fulldit.video_io import write_video
+from fulldit.world.clips import render_batch, render_clip
 from fulldit.world.dataset import BENCH_SEED_BASE
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 VALIDATION_SEED_BASE = BENCH_SEED_BASE // 2
 
@@ -56,3 +68,45 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
         text = pipe.generate(prompt=clip.caption, frames=frames, seed=seed, **sampling).cpu()
         scores["psnr_text"].append(psnr(text, clip.video))
     return {k: sum(v) / len(v) for k, v in scores.items()}
+
+
+def ema_pipeline(pipe: Pipeline, state: dict[str, torch.Tensor]) -> Pipeline:
+    """A Pipeline on the training device with the EMA weights (fresh modules: the training ones may be sharded)."""
+    model = FullDiT(pipe.config.model).to(pipe.device)
+    model.load_state_dict(split_state(state, "model."))
+    model.eval()
+    text = pipe.text_encoder
+    if isinstance(text, nn.Module):
+        text = build_text_encoder(pipe.config.text, pipe.device)
+        text.load_state_dict(split_state(state, "text_encoder."))
+        text.eval()
+    return Pipeline(pipe.config, model, pipe.codec, text, pipe.device)
+
+
+def write_sample(pipe: Pipeline, out: Path, step: int, writer: SummaryWriter | None) -> None:
+    """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
+    s = pipe.config.sample
+    clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
+    names = pipe.config.model.conditions
+    video = pipe.generate(
+        prompt=clip.caption,
+        camera=clip.camera if "camera" in names else None,
+        references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else None,
+        depth=clip.depth if "depth" in names else None,
+        first_frame=clip.video[0],
+        seed=0,
+    )
+    write_video(out / "samples" / f"step_{step:08d}.mp4", video, fps=s.fps)
+    if writer is not None:
+        strip = torch.cat([clip.video[:: max(1, s.frames // 4)], video[:: max(1, s.frames // 4)].cpu()], dim=3)
+        writer.add_images("sample/ground_truth_vs_generated", strip.clamp(0, 1), step)
+
+
+def write_validation(pipe: Pipeline, clips: list[Clip], out: Path, step: int, writer: SummaryWriter) -> None:
+    """Rank 0: score the EMA weights on the validation worlds; tensorboard and OUT/validation.jsonl."""
+    scores = validate(pipe, clips)
+    for name, value in scores.items():
+        writer.add_scalar(f"validation/{name}", value, step)
+    with open(out / "validation.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, **scores}) + "\n")
+    print(f"step {step}: validation " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()), flush=True)
