@@ -133,9 +133,12 @@ def save_checkpoint(
     return final
 
 
-def _save_ema(directory: Path, config: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
-    """The EMA as an ordinary checkpoint directory (config.json + model/text-encoder safetensors)."""
-    save_states(directory, config, split_state(state, "model."), split_state(state, "text_encoder.") or None)
+def _save_ema(
+    directory: Path, config: FullDiTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype | None = None
+) -> None:
+    """The "model." / "text_encoder." tensors as an ordinary checkpoint directory (config.json + safetensors)."""
+    text = split_state(state, "text_encoder.") or None
+    save_states(directory, config, split_state(state, "model."), text, dtype=dtype)
 
 
 def export_ema(checkpoint: Path | None, final: Path) -> None:
@@ -150,8 +153,7 @@ def export_ema(checkpoint: Path | None, final: Path) -> None:
 
 def export_weights(final: Path, config: FullDiTConfig, state: dict[str, torch.Tensor]) -> None:
     """OUT/model from "model." / "text_encoder." tensors (e.g. the EMA with LoRA's adapters merged in), in bf16."""
-    text = split_state(state, "text_encoder.") or None
-    _replace_dir(final, lambda tmp: save_states(tmp, config, split_state(state, "model."), text, dtype=torch.bfloat16))
+    _replace_dir(final, lambda tmp: _save_ema(tmp, config, state, torch.bfloat16))
 
 
 def _replace_dir(final: Path, write: Callable[[Path], None]) -> None:
