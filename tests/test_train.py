@@ -338,3 +338,19 @@ def test_new_modules_learn_at_their_own_rate_and_resume_exactly(tmp_path: Path) 
         assert torch.equal(v, _weights(tmp_path / "b", 4)[k]), k
     with pytest.raises(InputError, match="new_module_lr_scale"):
         train(CONFIG, str(tmp_path / "b"), [*FAST, "train.steps=6"], resume=True, device="cpu")
+
+
+def test_a_failed_step_gives_the_signals_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception in a step leaves the loop with the caller's SIGINT/SIGTERM handlers restored (the loop's own
+    only ask it to stop at the end of a step: a notebook's Ctrl-C would be swallowed after a crash)."""
+    from fulldit.train import loop
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a broken step")
+
+    monkeypatch.setattr(loop, "micro_step", broken)
+    with pytest.raises(RuntimeError, match="a broken step"):
+        train(CONFIG, str(tmp_path / "run"), [*FAST, "train.steps=2"], device="cpu")
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -351,17 +351,22 @@ def train(
     saved_at = step if run.last is not None else -1
     losses: dict[int, float] = {}
     batch_group, batches = -1, []
-    while step < run.tcfg.steps:
-        if step // reuse != batch_group:  # this step's micro-batches, made in the background; reused `reuse` steps
-            batch_group, batches = step // reuse, run.data.get()
-        metrics = train_step(run, batches, step)
-        step += 1
-        stopping, losses[step] = agree(run, metrics.loss)
-        log(run, step, metrics, losses[step])
-        if save_and_sample(run, step, stopping):
-            saved_at = step
-        if stopping:
-            break
+    try:
+        while step < run.tcfg.steps:
+            if step // reuse != batch_group:  # this step's micro-batches, made in the background; reused `reuse` times
+                batch_group, batches = step // reuse, run.data.get()
+            metrics = train_step(run, batches, step)
+            step += 1
+            stopping, losses[step] = agree(run, metrics.loss)
+            log(run, step, metrics, losses[step])
+            if save_and_sample(run, step, stopping):
+                saved_at = step
+            if stopping:
+                break
+    except BaseException:  # a failed step: the caller's Ctrl-C and SIGTERM work again, the data thread ends
+        run.stop.close()
+        run.data.close()
+        raise
     return finish(run, step, saved_at == step, losses)
 
 
