@@ -1,0 +1,58 @@
+"""The shipped default model's training loss across its restarts, for its model card (issue #14, item 2).
+
+Reads the logged scalars of every phase (bench/results/train-synth-s/scalars.csv: synth-s phases 1-3;
+bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 after growing to 16 blocks) and
+draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
+Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, then 3), which moves the loss level.
+
+    python bench/loss_curve.py --out checkpoints/default/loss.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# (csv, run name prefix, label, steps of the weights before the phase; phase 1's run 2 resumed run 1 at step 500)
+PHASES = [
+    ("train-synth-s/scalars.csv", "phase1-run1", "1: synth-s from scratch, shift 1, batch 32", 0, 500),
+    ("train-synth-s/scalars.csv", "phase1-run2", "1 (resumed at 500)", 0, None),
+    ("train-synth-s/scalars.csv", "phase2", "2: --init 1, shift 3", 2143, None),
+    ("train-synth-s/scalars.csv", "phase3", "3: --init 2, reuse 2", 2642, None),
+    ("default-model-h200-2026-12-01/scalars.csv", "deep", "5: grown to 16 blocks, batch 64", 3798, None),
+]
+
+
+def curve(path: Path, prefix: str, until: int | None) -> tuple[list[int], list[float]]:
+    rows = [r for r in csv.DictReader(path.open()) if r["run"].startswith(prefix) and r["tag"] == "loss/all"]
+    pts = sorted((int(r["step"]), float(r["value"])) for r in rows if until is None or int(r["step"]) <= until)
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="checkpoints/default/loss.png")
+    args = p.parse_args()
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+    for name, prefix, label, offset, until in PHASES:
+        steps, loss = curve(RESULTS / name, prefix, until)
+        ax.plot([offset + s for s in steps], loss, label=label, lw=1.2)
+        if offset:
+            ax.axvline(offset, color="grey", lw=0.6, ls=":")
+    ax.set(xlabel="optimizer steps the weights have seen", ylabel="velocity MSE (all condition subsets)", yscale="log")
+    ax.set_title("checkpoints/default: loss across restarts (dotted: a restart from bf16 weights)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
