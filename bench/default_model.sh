@@ -4,8 +4,8 @@
 #   2. candidates trained for the same wall time each (EACH minutes, validation worlds, never FullBench):
 #      s    synth-s's architecture (384 x 8) from scratch, configs/synth-m.yaml's recipe;
 #      m    configs/synth-m.yaml (512 x 10) from scratch;
-#      deep the shipped default grown to 16 blocks (`fulldit convert --from deepen`, exactly the same outputs at
-#           the start), fine-tuned as phase 4 was (BENCHMARKS.md: phase 4 = the same default NOT grown, 5.8 minutes);
+#      deep DEFAULT grown to twice its blocks (`fulldit convert --from deepen`, exactly the same outputs at the
+#           start), fine-tuned as phase 4 was (BENCHMARKS.md: phase 4 = the same default NOT grown, 5.8 minutes);
 #   3. the best by validation (psnr_all + psnr_text) continues for MORE minutes (--resume: weights, moments, EMA);
 #   4. bench/sample_sweep.py on the shipped default and on the winner (sampler settings, validation worlds).
 #   bash bench/default_model.sh WORK [EACH_MINUTES] [MORE_MINUTES]
@@ -17,7 +17,6 @@ DEVICE=${DEVICE:-cuda}; SWEEP=${SWEEP:---steps 12 25 --guidance 1 2 3 --text-gui
 mkdir -p "$W"
 export PYTHONUNBUFFERED=1
 S="model.dim=384 model.layers=8 model.heads=3 model.ffn_dim=1536"
-DEEP="model.dim=384 model.layers=16 model.heads=3 model.ffn_dim=1536"
 FINE="train.lr=2e-4 train.min_lr=2e-5 train.warmup=40 train.ema=0.995 train.data.seed=9000000"  # phase 4's
 SCRATCH="train.warmup=50"  # a run of a few hundred steps: warm-up in proportion
 note() { echo "$(date +%T) $*" | tee -a "$W/plan.txt"; }
@@ -30,8 +29,8 @@ done
 rate() { python -c "import json,sys; print(([json.loads(l) for l in open(sys.argv[1]) if l.startswith('{\"config')] or [{'samples_per_s': 0}])[0]['samples_per_s'])" "$1"; }
 BATCH=$(python -c "from fulldit.train.config import load_train_config as l; print(l('configs/synth-m.yaml', '$EXTRA'.split())[1].batch_size)")
 steps_for() { python -c "print(max(8, int(${2:-1} * $(rate "$1") / $BATCH * 60 * ($EACH + $MORE) * 0.97)))"; }
-S_STEPS=$(steps_for "$W/loop-s.log"); M_STEPS=$(steps_for "$W/loop-m.log"); D_STEPS=$(steps_for "$W/loop-s.log" 0.5)
-note "planned steps (cosine sized for EACH + MORE minutes): s $S_STEPS, m $M_STEPS, deep $D_STEPS"
+S_STEPS=$(steps_for "$W/loop-s.log"); M_STEPS=$(steps_for "$W/loop-m.log")
+note "planned steps (cosine sized for EACH + MORE minutes): s $S_STEPS, m $M_STEPS"
 
 train() {  # name, steps, extra overrides...
   local name=$1 steps=$2; shift 2
@@ -42,8 +41,12 @@ train() {  # name, steps, extra overrides...
 train s "$S_STEPS" $S $SCRATCH train.max_minutes="$EACH"; note "s done"
 train m "$M_STEPS" $SCRATCH train.max_minutes="$EACH"; note "m done"
 while [ ! -f "$DEFAULT/config.json" ]; do sleep 5; done  # on the GPU machine it may arrive with a later call
-python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/deep-init" --layers 16 > "$W/deep.log" 2>&1
-train deep "$D_STEPS" --init "$W/deep-init" $DEEP $FINE train.max_minutes="$EACH"; note "deep done"
+read -r DIM LAYERS HEADS FFN < <(python -c "from fulldit.checkpoint import read_config as r; m = r('$DEFAULT').model
+print(m.dim, 2 * m.layers, m.heads, m.ffn_dim)")
+DEEP="model.dim=$DIM model.layers=$LAYERS model.heads=$HEADS model.ffn_dim=$FFN"
+D_STEPS=$(steps_for "$W/loop-s.log" "8 / $LAYERS")  # s's rate scaled by blocks (same width as synth-s)
+python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/deep-init" --layers "$LAYERS" > "$W/deep.log" 2>&1
+train deep "$D_STEPS" --init "$W/deep-init" $DEEP $FINE train.max_minutes="$EACH"; note "deep ($LAYERS blocks, $D_STEPS steps) done"
 python bench/sample_sweep.py --checkpoint "$DEFAULT" --clips "$CLIPS" --device "$DEVICE" $SWEEP \
   > "$W/sweep-default.jsonl" 2> "$W/sweep-default.err" &
 best=$(python - "$W" <<'PY'
