@@ -246,10 +246,6 @@ class Pipeline:
             raise InputError(f"seed {req.seed}: must be in [0, 2**63)")
         return req
 
-    def _encode(self, video: torch.Tensor) -> torch.Tensor:
-        """(F, 3, H, W) in [0, 1] -> latents (C, T, h, w)."""
-        return self.codec.encode((video.permute(1, 0, 2, 3)[None] * 2 - 1).to(self.device))[0]
-
     def condition_inputs(self, req: Request) -> dict[str, ConditionInput]:
         """The request's token conditions as a batch of one, each prepared by its condition module."""
         given = Given(req.camera, req.references, req.depth, req.depth_is_disparity, req.sources)
