@@ -1,7 +1,8 @@
 """The shipped default model's training loss across its restarts, for its model card (issue #14, item 2).
 
 Reads the logged scalars of every phase (bench/results/train-synth-s/scalars.csv: synth-s phases 1-3;
-bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 after growing to 16 blocks) and
+bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 after growing to 16 blocks;
+bench/results/default-phase6-h200-2026-12-01/scalars.csv: phase 6, bench/continue_default.sh) and
 draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
 Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, then 3), which moves the loss level.
 
@@ -27,6 +28,7 @@ PHASES = [
     ("train-synth-s/scalars.csv", "phase2", "2: --init 1, shift 3", 2143, None),
     ("train-synth-s/scalars.csv", "phase3", "3: --init 2, reuse 2", 2642, None),
     ("default-model-h200-2026-12-01/scalars.csv", "deep", "5: grown to 16 blocks, batch 64", 3798, None),
+    ("default-phase6-h200-2026-12-01/scalars.csv", "s16-phase6", "6: --init 5, 1,000 steps", 4001, None),
 ]
 
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Continue training the shipped default on one GPU (issue #14 item 2), as run for the model card:
+#   1. wait for DEFAULT (on the GPU machine its shards may arrive with later calls);
+#   2. `fulldit train --init DEFAULT` with its own config's training section (configs/synth-s16.yaml: fresh AdamW,
+#      short warm-up, cosine over STEPS), new world seeds, validation on unseen worlds every VALIDATE steps
+#      (the curve that decides, since the loss is dominated by high-noise timesteps), stopped by MINUTES;
+#   3. FullBench-Synth videos of the result: the first CASES cases of camera, depth, identity and their triple,
+#      generated here (`--generate-only`); score them where pycolmap is installed (the GPU machine lacks it) with
+#      the same eval command without --generate-only, the bench folder and videos copied there.
+#   bash bench/continue_default.sh WORK STEPS MINUTES [train overrides...]
+# Size STEPS so that the cosine schedule ends with MINUTES: synth-s16 trains ~1.4 steps/s (89 clips/s) on one H200
+# after ~1.3 minutes of compilation, and each validation of 16 worlds takes ~15 s.
+# DEFAULT, CONFIG, DEVICE, VALIDATE, CASES (0: no FullBench), SEED (first world seed of the new data).
+set -euo pipefail
+W=${1:?work folder}; STEPS=${2:?steps of the cosine schedule}; MINUTES=${3:?wall-time limit}; shift 3
+DEFAULT=${DEFAULT:-checkpoints/default}; CONFIG=${CONFIG:-configs/synth-s16.yaml}; DEVICE=${DEVICE:-cuda}
+VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-13000000}
+COMBOS="camera depth identity camera+identity+depth"
+mkdir -p "$W"
+export PYTHONUNBUFFERED=1
+note() { echo "$(date +%T) $*" | tee -a "$W/plan.txt"; }
+
+if [ "$CASES" -gt 0 ] && [ ! -f "$W/fullbench/bench.json" ]; then  # rendered on the CPU while training runs
+  python -m fulldit.cli synth --bench --out "$W/fullbench" --cases "$CASES" --combos $COMBOS --device cpu \
+    > "$W/synth.log" 2>&1 &
+fi
+while [ ! -f "$DEFAULT/config.json" ]; do sleep 5; done
+note "training $STEPS steps or $MINUTES minutes from $DEFAULT"
+python -m fulldit.cli train --config "$CONFIG" --out "$W/run" --device "$DEVICE" --init "$DEFAULT" \
+  train.steps="$STEPS" train.max_minutes="$MINUTES" train.validate_every="$VALIDATE" train.validate_clips=16 \
+  train.data.seed="$SEED" train.sample_every=0 train.log_every=25 "$@" > "$W/train.log" 2>&1
+note "trained: $(tail -n 1 "$W/run/validation.jsonl")"
+wait
+if [ "$CASES" -gt 0 ]; then
+  python -m fulldit.cli eval --checkpoint "$W/run/model" --bench "$W/fullbench" --out "$W/report" --cases "$CASES" \
+    --combos $COMBOS --device "$DEVICE" --generate-only > "$W/eval.log" 2>&1
+  note "FullBench videos in $W/report/videos"
+fi
+note done
