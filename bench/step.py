@@ -34,8 +34,9 @@ import torch.nn.functional as F
 
 from fulldit.conditions import ConditionInput
 from fulldit.config import CameraConfig, ModelConfig
+from fulldit.flops import flops_per_forward
 from fulldit.generate import branch_inputs
-from fulldit.model import FullDiT, flops_per_forward
+from fulldit.model import FullDiT
 
 MIXES = {
     "text only": {},

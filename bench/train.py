@@ -2,7 +2,7 @@
 
 One training step = forward + backward + AdamW of the transformer on random latents, text features and
 conditions of the training shapes (data loading is not timed: for synth-s see bench/synth.py). MFU counts the
-model's matmul and attention FLOPs (fulldit.model.flops_per_forward, x3 for forward + backward; activation
+model's matmul and attention FLOPs (fulldit.flops.flops_per_forward, x3 for forward + backward; activation
 recomputation is not counted as useful work) against two peaks: the H100/H200 bf16 dense spec (989 TFLOP/s) and
 a bf16 8192^3 matmul measured in the same run.
 
@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fulldit.conditions import condition_tokens
 from fulldit.config import CameraConfig, ModelConfig, load_config
-from fulldit.model import FullDiT, flops_per_forward
+from fulldit.flops import flops_per_forward
+from fulldit.model import FullDiT
 
 SPEC_TFLOPS = 989.0  # H100/H200 SXM bf16 dense
 

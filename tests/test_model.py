@@ -266,7 +266,7 @@ def test_condition_layers_are_validated() -> None:
 
 
 def test_flops_count_follows_condition_layers_and_the_cache() -> None:
-    from fulldit.model import flops_per_forward
+    from fulldit.flops import flops_per_forward
 
     cfg = tiny_model_config(layers=4, attention="isolated")
     d, f, n, c, lt = cfg.dim, cfg.ffn_dim, 100, 40, 8

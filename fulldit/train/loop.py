@@ -40,9 +40,10 @@ from fulldit.conditions import ConditionInput, condition_tokens, drop_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, to_dict
 from fulldit.errors import InputError
+from fulldit.flops import flops_per_forward
 from fulldit.flow import flow_loss, interpolate, sample_time
 from fulldit.generate import Pipeline
-from fulldit.model import FullDiT, flops_per_forward
+from fulldit.model import FullDiT
 from fulldit.text_encoders import TextEncoder
 from fulldit.train.batch import TrainInputs, prepare_batch
 from fulldit.train.config import LoraConfig, TrainConfig, load_train_config
