@@ -7,14 +7,18 @@
 #   3. FullBench-Synth videos of the result: the first CASES cases of camera, depth, identity and their triple,
 #      generated here (`--generate-only`); score them where pycolmap is installed (the GPU machine lacks it) with
 #      the same eval command without --generate-only, the bench folder and videos copied there.
-#   bash bench/continue_default.sh WORK STEPS MINUTES [train overrides...]
-# Size STEPS so that the cosine schedule ends with MINUTES: synth-s16 trains ~1.4 steps/s (89 clips/s) on one H200
-# after ~1.3 minutes of compilation, and each validation of 16 worlds takes ~15 s.
-# DEFAULT, CONFIG, DEVICE, VALIDATE, CASES (0: no FullBench), SEED (first world seed of the new data).
+#   bash bench/continue_default.sh WORK STEPS|auto MINUTES [train overrides...]
+# STEPS=auto sizes the cosine schedule to end with MINUTES: RATE steps/s (synth-s16 at batch 64 on one H200: 1.4,
+# phase 6's median), ~1.3 minutes of compilation, ~15 s per validation of 16 worlds. Phases 5 and 6 sized it from
+# an earlier, slower rate and ended minutes early.
+# DEFAULT, CONFIG, DEVICE, VALIDATE, CASES (0: no FullBench), SEED (first world seed of the new data), RATE.
 set -euo pipefail
 W=${1:?work folder}; STEPS=${2:?steps of the cosine schedule}; MINUTES=${3:?wall-time limit}; shift 3
 DEFAULT=${DEFAULT:-checkpoints/default}; CONFIG=${CONFIG:-configs/synth-s16.yaml}; DEVICE=${DEVICE:-cuda}
-VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-13000000}
+VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-13000000}; RATE=${RATE:-1.4}
+if [ "$STEPS" = auto ]; then
+  STEPS=$(python -c "print(max(1, int(($MINUTES - 1.3) * 60 / (1 / $RATE + 15 / $VALIDATE))))")
+fi
 COMBOS="camera depth identity camera+identity+depth"
 mkdir -p "$W"
 export PYTHONUNBUFFERED=1
