@@ -11,15 +11,16 @@
 # STEPS=auto sizes the cosine schedule to end with MINUTES: RATE steps/s (synth-s16 at batch 64 on one H200: 1.4,
 # phase 6's median), ~1.3 minutes of compilation, ~15 s per validation of 16 worlds. Phases 5 and 6 sized it from
 # an earlier, slower rate and ended minutes early.
-# DEFAULT, CONFIG, DEVICE, VALIDATE, CASES (0: no FullBench), SEED (first world seed of the new data), RATE.
+# DEFAULT, CONFIG, DEVICE, VALIDATE, CASES (0: no FullBench), COMBOS (FullBench combinations), SEED (first world seed
+# of the new data: phases 6 and 7 used 13,000,000+ and 17,000,000+; give each phase its own), RATE.
 set -euo pipefail
 W=${1:?work folder}; STEPS=${2:?steps of the cosine schedule}; MINUTES=${3:?wall-time limit}; shift 3
 DEFAULT=${DEFAULT:-checkpoints/default}; CONFIG=${CONFIG:-configs/synth-s16.yaml}; DEVICE=${DEVICE:-cuda}
-VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-13000000}; RATE=${RATE:-1.4}
+VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-21000000}; RATE=${RATE:-1.4}
 if [ "$STEPS" = auto ]; then
   STEPS=$(python -c "print(max(1, int(($MINUTES - 1.3) * 60 / (1 / $RATE + 15 / $VALIDATE))))")
 fi
-COMBOS="camera depth identity camera+identity+depth"
+COMBOS=${COMBOS:-"camera depth identity camera+identity+depth"}
 mkdir -p "$W"
 export PYTHONUNBUFFERED=1
 note() { echo "$(date +%T) $*" | tee -a "$W/plan.txt"; }

@@ -1,10 +1,10 @@
 """Train AttributeNet, FullBench-Synth's text-adherence and realism classifier, on ground-truth world clips; score it.
 
 Renders --clips training clips (seeds TRAIN_SEED_BASE + i, far below the benchmark's seeds >= 10**12) once, straight
-at the classifier's input size (the same camera move over 8 frames at 64x64: 8x fewer rays than 16 at 128, so a CPU
-can render thousands), keeps them in memory and trains for --epochs with light augmentation (brightness/contrast,
-noise, and softening half of the clips: generated 128x128 clips reach the classifier area-downsampled, and decoded
-generated frames are softer than renders). Binary cross-entropy
+at the classifier's input size (the same camera move over 8 frames at 128x128: half the rays of a 16-frame clip; a GPU
+renders tens of thousands in a minute), keeps them in memory and trains for --epochs with light augmentation
+(brightness/contrast, noise, and softening half of the clips: decoded generated frames are softer than renders).
+Binary cross-entropy
 for the multi-label groups (shapes, colours, patterns, camera moves), cross-entropy for walls and floor.
 Then it validates on --heldout clips of another seed range: caption-attribute accuracy per group on the ground
 truth (the ceiling a generated video is compared with) and the Fréchet distance between two halves of the
@@ -43,10 +43,11 @@ HELDOUT_SEED_BASE = 910_000_000_000
 
 
 def render(base: int, count: int, device: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Classifier inputs (N, 3, 8, 64, 64) uint8 and stacked targets per group, for seeds base .. base + count - 1."""
+    """Classifier inputs (N, 3, 8, 128, 128) uint8 and stacked targets per group, for seeds base .. base + count - 1."""
     inputs, tgts = [], {name: [] for name in GROUPS}
-    for i in range(0, count, 16):
-        for clip in render_batch(range(base + i, base + min(count, i + 16)), FRAMES, SIZE, SIZE, device, 0):
+    chunk = 64 if device.startswith("cuda") else 16
+    for i in range(0, count, chunk):
+        for clip in render_batch(range(base + i, base + min(count, i + chunk)), FRAMES, SIZE, SIZE, device, 0):
             inputs.append(((prepare(clip.video.cpu()) + 1) * 127.5).round().to(torch.uint8))
             for name, t in targets(clip.meta).items():
                 tgts[name].append(t)
@@ -62,13 +63,14 @@ def soften(x: torch.Tensor) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Brightness/contrast, softening of half the clips and pixel noise; `g` lives on x's device."""
     b = x.shape[0]
-    scale = torch.rand(b, 1, 1, 1, 1, generator=g) * 0.4 + 0.8
-    shift = torch.rand(b, 1, 1, 1, 1, generator=g) * 0.16 - 0.08
-    x = x * scale.to(x.device) + shift.to(x.device)
-    soft = (torch.rand(b, generator=g) < 0.5).to(x.device)[:, None, None, None, None]
+    scale = torch.rand(b, 1, 1, 1, 1, generator=g, device=x.device) * 0.4 + 0.8
+    shift = torch.rand(b, 1, 1, 1, 1, generator=g, device=x.device) * 0.16 - 0.08
+    x = x * scale + shift
+    soft = (torch.rand(b, generator=g, device=x.device) < 0.5)[:, None, None, None, None]
     x = torch.where(soft, soften(x), x)
-    return x + torch.randn(x.shape, generator=g).to(x.device) * 0.03
+    return x + torch.randn(x.shape, generator=g, device=x.device) * 0.03
 
 
 def loss_fn(logits: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -115,7 +117,9 @@ def main() -> None:
     xh, th = render(HELDOUT_SEED_BASE, args.heldout, args.device)
     render_s = time.time() - t0
     torch.manual_seed(args.seed)
+    torch.backends.cudnn.benchmark = True
     g = torch.Generator().manual_seed(args.seed)
+    g_aug = torch.Generator(args.device).manual_seed(args.seed)
     net = AttributeNet().to(args.device)
     steps = args.epochs * math.ceil(len(x) / args.batch)
     opt = torch.optim.AdamW(net.parameters(), args.lr, weight_decay=1e-4)
@@ -125,7 +129,7 @@ def main() -> None:
         order = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), args.batch):
             idx = order[i : i + args.batch]
-            xb = augment(x[idx].to(args.device).float() / 127.5 - 1, g)
+            xb = augment(x[idx].to(args.device).float() / 127.5 - 1, g_aug)
             _, logits = net(xb)
             loss = loss_fn(logits, {k: v[idx].to(args.device) for k, v in tgt.items()})
             opt.zero_grad(set_to_none=True)
@@ -133,7 +137,12 @@ def main() -> None:
             opt.step()
             sched.step()
             step += 1
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {float(loss):.4f}", flush=True)
+        net.eval()
+        _, held = read_all(net, xh, args.device)
+        net.train()
+        mean = np.mean([attribute_accuracy(predictions(held, i), {k: v[i] for k, v in th.items()})["mean"]
+                        for i in range(len(xh))])  # fmt: skip
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {float(loss):.4f}, held-out accuracy {mean:.3f}", flush=True)
     train_s = time.time() - t1
     net.eval()
     feats, logits = read_all(net, xh, args.device)

@@ -387,6 +387,12 @@ def add_eval(sub: Subparsers) -> None:
     )
     p.add_argument("--clip", metavar="DIR", help="CLIP model directory: adds text alignment (clip_text)")
     p.add_argument("--identity-model", metavar="DIR", help="DINOv2/CLIP vision directory: adds identity_features")
+    p.add_argument(
+        "--attribute-model",
+        metavar="PATH",
+        help="caption-attribute classifier (.safetensors): adds attr_acc and the Fréchet distance "
+        "(default: the shipped one where it exists, else none)",
+    )
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument(
         "--generate-only", action="store_true", help="write the videos, score nothing (score later with the same --out)"
@@ -404,6 +410,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     for option, path in models.items():
         if path is not None and not Path(path).exists():
             raise InputError(f"{option} {path}: no such file or directory")
+    _check_input(args.attribute_model, "--attribute-model")
     _check_device(args.device)
     metrics = run(
         args.bench,
@@ -418,6 +425,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         clip_model=args.clip,
         identity_model=args.identity_model,
         score=not args.generate_only,
+        attribute_model=args.attribute_model,
     )
     if args.generate_only:
         print(f"wrote the videos under {args.out}/videos; score them with the same command without --generate-only")
@@ -512,22 +520,42 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def add_convert(sub: Subparsers) -> None:
     p = sub.add_parser(
-        "convert", help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint, or grow one"
+        "convert",
+        help="convert a pretrained Wan2.1 text-to-video model into a fulldit checkpoint, grow one, or write a "
+        "text-to-video one as Wan2.1's release",
     )
-    p.add_argument("src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original")
+    p.add_argument(
+        "src", metavar="SRC_DIR", help="Wan2.1: a diffusers pipeline or transformer, or the original; else a checkpoint"
+    )
     p.add_argument(
         "--from",
         dest="source_format",
-        choices=["wan2.1", "open-gates", "deepen"],
+        choices=["wan2.1", "open-gates", "deepen", "fulldit"],
         required=True,
         help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
-        "full attention); or a fulldit checkpoint to grow to --layers blocks (new blocks start as the identity)",
+        "full attention); a fulldit checkpoint to grow to --layers blocks (new blocks start as the identity); or "
+        "(with --to wan2.1) a fulldit text-to-video checkpoint",
+    )
+    p.add_argument(
+        "--to",
+        dest="target_format",
+        choices=["fulldit", "wan2.1"],
+        default="fulldit",
+        help="what to write: a fulldit checkpoint (default), or, --from fulldit, Wan2.1's original release layout "
+        "(config.json, diffusion_pytorch_model*.safetensors, and vae/, text_encoder/, tokenizer/ where the "
+        "checkpoint has them); the checkpoint must have no conditions",
     )
     p.add_argument("--layers", type=COUNT, help="--from deepen: the grown model's number of blocks")
-    p.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
-    p.add_argument("--vae", metavar="DIR", help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline)")
+    p.add_argument("--out", metavar="DIR", required=True, help="directory to write")
     p.add_argument(
-        "--text-encoder", metavar="DIR", help="UMT5 + tokenizer directory (default: SRC_DIR/text_encoder + tokenizer)"
+        "--vae",
+        metavar="DIR",
+        help="AutoencoderKLWan directory (default: SRC_DIR/vae of a pipeline; --to wan2.1: the checkpoint's)",
+    )
+    p.add_argument(
+        "--text-encoder",
+        metavar="DIR",
+        help="UMT5 + tokenizer directory (default: SRC_DIR/text_encoder + tokenizer; --to wan2.1: the checkpoint's)",
     )
     p.add_argument(
         "--conditions",
@@ -556,6 +584,13 @@ def cmd_convert(args: argparse.Namespace) -> None:
     shard = MAX_SHARD_BYTES if args.shard_mb is None else int(args.shard_mb * 10**6)
     if shard <= 0:
         raise InputError(f"--shard-mb {args.shard_mb}: must be at least 1e-6 (one byte)")
+    if (args.source_format == "fulldit") != (args.target_format == "wan2.1"):
+        raise InputError("--to wan2.1 goes with --from fulldit, and --from fulldit needs --to wan2.1")
+    if args.target_format == "wan2.1":
+        from fulldit.convert.export_wan import export_wan
+
+        print(export_wan(args.src, args.out, args.vae, args.text_encoder, args.dtype, shard).summary())
+        return
     if args.source_format == "open-gates":
         from fulldit.convert import open_gates
 

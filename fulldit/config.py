@@ -113,6 +113,11 @@ class ModelConfig:
     # True: video tokens read condition tokens through a zero-initialised gate per block and head (model.py), so a
     # converted pretrained backbone (Wan2.1) is unchanged until trained. False: one softmax over all keys (FullDiT).
     condition_gate: bool = False
+    # How the gated video queries merge the condition keys' attention with the video keys' (model.py), with
+    # condition_gate only: "lse" one softmax in which the condition keys weigh the gate (opens into FullDiT);
+    # "separate" a second softmax over the condition keys added times the gate (adapters' decoupled attention,
+    # kept to compare against, issue #15).
+    gate_merge: str = "lse"
     # blocks (0-based) in which video tokens read condition tokens; condition tokens pass only through these blocks
     # (FullDiT2: conditions in a few layers cost a fraction of the attention). Empty: every block.
     condition_layers: tuple[int, ...] = ()
@@ -142,6 +147,10 @@ class ModelConfig:
             raise InputError(f"model head dim {self.head_dim} must be even for rotary positions")
         if self.attention not in ("full", "isolated"):
             raise InputError(f"model.attention must be 'full' or 'isolated', not {self.attention!r}")
+        if self.gate_merge not in ("lse", "separate"):
+            raise InputError(f"model.gate_merge must be 'lse' or 'separate', not {self.gate_merge!r}")
+        if self.gate_merge == "separate" and not self.condition_gate:
+            raise InputError("model.gate_merge='separate' needs model.condition_gate=true (it is a way to gate)")
         bad = [i for i in self.condition_layers if not 0 <= i < self.layers]
         if bad or len(set(self.condition_layers)) != len(self.condition_layers):
             raise InputError(

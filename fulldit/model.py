@@ -15,7 +15,7 @@ tensor for tensor (issue #6). What FullDiT adds:
 - condition tokens in the self-attention sequence, with their own 3D rotary positions (sequence.py);
 - timesteps per latent frame (STIV frame replacement: known frames carry t = 0), and condition
   tokens modulated as clean data (t = 0), so they do not depend on the noise level;
-- attention variants (`ATTENTION`, one per (model.attention, model.condition_gate), chosen when a block is built):
+- attention variants (`ATTENTION`, one per model.attention and gate (none, or its gate_merge), chosen per block):
   `full` (FullDiT: every token attends to every token) and `isolated` (FullDiT2: video tokens attend to everything,
   each condition only to itself). In `isolated` a condition's keys/values depend neither on the noisy video nor on
   the timestep, so `condition_cache()` computes them once per generation and every denoising step reuses them;
@@ -23,14 +23,18 @@ tensor for tensor (issue #6). What FullDiT adds:
   tokens read them in, the named blocks (FullDiT2), which cuts the attention the conditions cost;
 - optionally (`condition_gate`, set for converted Wan2.1 checkpoints) a zero-initialised gate per block
   and head on the weight of the condition keys in the video tokens' softmax, so a pretrained backbone computes
-  exactly what it computed before, conditions given or not, and opens into FullDiT's one softmax (gate 1).
+  exactly what it computed before, conditions given or not, and opens into FullDiT's one softmax (gate 1);
+  `gate_merge: separate` instead adds a second softmax over the condition keys (adapters' decoupled attention,
+  kept for comparison: issue #15).
 
 References: FullDiT (Ju et al. 2025), FullDiT2 (2025), STIV (Lin et al. 2024), Wan2.1 (2025), DiT (Peebles & Xie 2023).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -155,10 +159,13 @@ class StepInputs:
     parallel: SequenceShard | None = None  # sequence-parallel: this rank's share of the tokens (parallel.py)
 
 
-# -- The self-attention over the sequence [video | conditions], in four variants (`ATTENTION`) ---------------------
+# -- The self-attention over the sequence [video | conditions], in six variants (`ATTENTION`) ----------------------
 # One signature: the block (its gate), queries/keys/values (B, N, H, d) of the video (qv, kv, vv) and of the conditions
 # (qc, kc, vc), step inputs (key masks, segment bounds) -> outputs (B, Nv, H*d), (B, Nc, H*d). The keys of the sequence
 # are the two streams' concatenated. qc None (no later block reads the conditions, or a cache): the video's output only.
+# The gated variants take how the video's attention merges in the conditions': (gate (H,), qv, kv, vv, kc, vc,
+# condition key mask) -> (B, Nv, H*d) (`gated_video_attention`, `separate_video_attention`; model.gate_merge).
+VideoMerge = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, KeyMask | None], Tensor]
 
 
 def full_attention(
@@ -183,11 +190,20 @@ def isolated_attention(
 
 
 def gated_full_attention(
-    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+    block: Block,
+    qv: Tensor,
+    kv: Tensor,
+    vv: Tensor,
+    qc: Tensor | None,
+    kc: Tensor,
+    vc: Tensor,
+    s: StepInputs,
+    merge: VideoMerge,
 ) -> tuple[Tensor, Tensor | None]:
     """`full` with `condition_gate` (converted Wan2.1 backbones): the video reads the conditions through the gate
-    (`gated_video_attention`: gate 0 is the backbone, gate 1 `full_attention`); the conditions read everything."""
-    out_v = gated_video_attention(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
+    (`merge`: gate 0 is the backbone; `gated_video_attention` at gate 1 is `full_attention`); the conditions read
+    everything."""
+    out_v = merge(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
     if qc is None:
         return out_v, None
     k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
@@ -195,19 +211,19 @@ def gated_full_attention(
 
 
 def gated_isolated_attention(
-    block: Block, qv: Tensor, kv: Tensor, vv: Tensor, qc: Tensor | None, kc: Tensor, vc: Tensor, s: StepInputs
+    block: Block,
+    qv: Tensor,
+    kv: Tensor,
+    vv: Tensor,
+    qc: Tensor | None,
+    kc: Tensor,
+    vc: Tensor,
+    s: StepInputs,
+    merge: VideoMerge,
 ) -> tuple[Tensor, Tensor | None]:
     """`isolated` with `condition_gate`: the video reads the conditions through the gate, each condition only itself."""
-    out_v = gated_video_attention(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
+    out_v = merge(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
     return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
-
-
-ATTENTION = {  # (model.attention, model.condition_gate) -> the blocks' attention variant
-    ("full", False): full_attention,
-    ("isolated", False): isolated_attention,
-    ("full", True): gated_full_attention,
-    ("isolated", True): gated_isolated_attention,
-}
 
 
 def gated_video_attention(
@@ -228,6 +244,30 @@ def gated_video_attention(
     return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, H*d)
 
 
+def separate_video_attention(
+    gate: Tensor, qv: Tensor, kv: Tensor, vv: Tensor, kc: Tensor, vc: Tensor, cond_keys: KeyMask | None
+) -> Tensor:
+    """Video queries over the video keys, plus `gate` (H,) times a second softmax over the condition keys.
+
+    out = O_v + g O_c: the decoupled attention of adapters (IP-Adapter, LLaMA-Adapter), kept only to compare with
+    `gated_video_attention` (`model.gate_merge: separate`, issue #15). At g = 0 it is exactly the backbone; at no g
+    is it one softmax over [video, conditions] (the video keys never cede attention mass), hence the LSE merge.
+    """
+    o_v = attend(qv, kv, vv, None)  # (B, Nv, H, d)
+    o_c = attend(qv, kc, vc, cond_keys)  # rows without a real condition key: zeros, so they add nothing
+    return (o_v + gate[:, None] * o_c.float()).type_as(o_v).flatten(-2)  # (B, Nv, H*d)
+
+
+ATTENTION = {  # (model.attention, model.gate_merge, or None without condition_gate) -> the blocks' attention variant
+    ("full", None): full_attention,
+    ("isolated", None): isolated_attention,
+    ("full", "lse"): partial(gated_full_attention, merge=gated_video_attention),
+    ("isolated", "lse"): partial(gated_isolated_attention, merge=gated_video_attention),
+    ("full", "separate"): partial(gated_full_attention, merge=separate_video_attention),
+    ("isolated", "separate"): partial(gated_isolated_attention, merge=separate_video_attention),
+}
+
+
 def each_condition_alone(qc: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> Tensor:
     """Each condition's tokens attend only to the tokens of the same condition (FullDiT2's decoupled mask)."""
     keys = s.segment_keys or [None] * len(s.cond_bounds)
@@ -238,13 +278,20 @@ def each_condition_alone(qc: Tensor, kc: Tensor, vc: Tensor, s: StepInputs) -> T
 class Block(nn.Module):
     """Self-attention over [video | conditions], cross-attention to text, FFN; AdaLN modulation (Wan2.1 layout).
 
-    attention, condition_gate: which of the attention variants this block runs (`ATTENTION`), fixed at construction.
+    attention, condition_gate, gate_merge: the attention variant this block runs (`ATTENTION`), fixed at construction.
     The gate (`condition_gate`, one weight per head, zero at init) lets a pretrained backbone compute exactly what it
-    computed before, conditions given or not; training opens it into FullDiT's one softmax.
+    computed before, conditions given or not; training opens it into FullDiT's one softmax (gate_merge lse).
     """
 
     def __init__(
-        self, dim: int, heads: int, ffn_dim: int, eps: float, attention: str = "full", condition_gate: bool = False
+        self,
+        dim: int,
+        heads: int,
+        ffn_dim: int,
+        eps: float,
+        attention: str = "full",
+        condition_gate: bool = False,
+        gate_merge: str = "lse",
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
@@ -255,7 +302,7 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
         self.cond_gate = nn.Parameter(torch.zeros(heads)) if condition_gate else None
-        self.attention_variant = ATTENTION[attention, condition_gate]  # chosen once, not per call
+        self.attention_variant = ATTENTION[attention, gate_merge if condition_gate else None]  # once, not per call
         self.reads_conditions = True  # False: condition tokens skip this block (model.condition_layers)
         self.checkpointing = "none"  # training: "full" recomputes the block in backward, "selective" all but attention
 
@@ -424,7 +471,10 @@ class FullDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.conditions = build_conditions(cfg)
         self.blocks = nn.ModuleList(
-            [Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.attention, cfg.condition_gate) for _ in range(cfg.layers)]
+            [
+                Block(d, cfg.heads, cfg.ffn_dim, cfg.eps, cfg.attention, cfg.condition_gate, cfg.gate_merge)
+                for _ in range(cfg.layers)
+            ]
         )
         self.head = Head(d, cfg.in_channels * pt * ph * pw, cfg.eps)
         for i, block in enumerate(self.blocks):

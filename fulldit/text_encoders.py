@@ -131,13 +131,17 @@ class ByteTextEncoder(nn.Module):
 
 
 def find_t5_dirs(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(model dir, tokenizer dir): both `path`, or `path/text_encoder` and `path/tokenizer` of a diffusers pipeline."""
+    """(model dir, tokenizer dir): both `path`, or `path/text_encoder` and `path/tokenizer` of a diffusers pipeline.
+
+    text_encoder/ comes first: a Wan2.1 release written by `fulldit convert --to wan2.1` keeps the transformer's own
+    config.json at its root, beside text_encoder/ and tokenizer/.
+    """
     if not str(path):
         raise InputError("t5 text encoder: no path given (set text_encoder.path to a local directory)")
     root = Path(path)
     if not root.is_dir():
         raise InputError(f"{root}: t5 text encoder directory does not exist")
-    model_dir = next((d for d in (root, root / "text_encoder") if (d / "config.json").is_file()), None)
+    model_dir = next((d for d in (root / "text_encoder", root) if (d / "config.json").is_file()), None)
     if model_dir is None:
         raise InputError(f"{root}: not a T5 model directory (no config.json, nor text_encoder/config.json)")
     tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "spiece.model")

@@ -63,7 +63,7 @@ def test_attribute_net_reads_a_video_and_round_trips(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = AttributeNet(widths=(8, 8, 8, 8), features=16).eval()
     video = torch.rand(16, 3, 128, 128)
-    assert prepare(video).shape == (3, 8, 64, 64)
+    assert prepare(video).shape == (3, 8, 128, 128)
     feats, preds = net.read(video)
     assert feats.shape == (16,) and set(preds) == set(GROUPS)
     assert all(int(preds[name].sum()) == 1 for name, (_, multi) in GROUPS.items() if not multi)
@@ -77,3 +77,82 @@ def test_attribute_net_reads_a_video_and_round_trips(tmp_path: Path) -> None:
         AttributeNet.from_file(tmp_path / "bad.safetensors")
     with pytest.raises(InputError, match=r"video \(F, 3, H, W\)"):
         prepare(torch.rand(3, 64, 64))
+
+
+@pytest.fixture(scope="module")
+def attribute_bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny FullBench-Synth (3 first-frame cases: no camera or depth scoring) and a tiny attribute net's weights."""
+    from fulldit.cli import main
+
+    d = tmp_path_factory.mktemp("attributes")
+    args = ["synth", "--bench", "--cases", "3", "--combos", "first-frame", "--out", str(d / "bench"),
+            "--frames", "4", "--size", "32x32", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    torch.manual_seed(0)
+    AttributeNet(widths=(8, 8, 8, 8), features=4).save(d / "attr.safetensors", dtype=torch.float32)
+    return {"bench": d / "bench", "net": d / "attr.safetensors"}
+
+
+def test_scorer_reads_caption_attributes(attribute_bench: dict[str, Path]) -> None:
+    from fulldit.eval.fullbench import Scorer, load_bench
+
+    _, cases = load_bench(attribute_bench["bench"])
+    case = cases[0]
+    scorer = Scorer(attribute_model=str(attribute_bench["net"]))
+    gt = scorer(case.clip.video, case)
+    assert len(gt["attr_features"]) == 4 and all(isinstance(x, float) for x in gt["attr_features"])
+    assert 0 <= gt["attr_acc"] <= 1 and gt["attr_acc"] == gt["attr_acc_gt"]  # the ground truth scored as itself
+    assert gt["attr_features"] == gt["attr_features_gt"]
+    noise = scorer(torch.rand_like(case.clip.video), case)
+    assert noise["attr_acc_gt"] == gt["attr_acc_gt"] and noise["attr_features"] != gt["attr_features"]
+    assert list(scorer.gt_attributes) == [case.id]  # the ground truth is read once per case
+    net = AttributeNet.from_file(attribute_bench["net"])
+    feats, preds = net.read(case.clip.video)
+    assert gt["attr_acc_gt"] == attribute_accuracy(preds, targets(case.clip.meta))["mean"]
+    np.testing.assert_allclose(gt["attr_features"], feats, atol=1e-6)
+
+
+def test_aggregate_reports_frechet_and_accuracy_ratio(attribute_bench: dict[str, Path]) -> None:
+    from fulldit.eval.fullbench import Scorer, aggregate, load_bench
+    from fulldit.eval.report import markdown
+
+    info, cases = load_bench(attribute_bench["bench"])
+    scorer = Scorer(attribute_model=str(attribute_bench["net"]))
+    torch.manual_seed(1)
+    results = {c.id: {"given": scorer(c.clip.video, c), "noise": scorer(torch.rand_like(c.clip.video), c)}
+               for c in cases}  # fmt: skip
+    metrics = aggregate(results, {"first-frame": cases}, info)
+    table = metrics["combos"]["first-frame"]
+    assert "attr_features" not in table["given"] and table["given"]["attr_acc"]["n"] == 3  # lists: no statistics
+    assert table["given"]["frechet"]["mean"] == pytest.approx(0.0, abs=1e-3)  # the ground truth against itself
+    assert table["noise"]["frechet"]["mean"] > 1e-2
+    summary = metrics["attributes"]["combos"]["first-frame"]
+    assert summary["given"]["ratio"] == pytest.approx(1.0) and summary["given"]["n"] == 3
+    assert summary["noise"]["frechet"] == table["noise"]["frechet"]["mean"]
+    assert metrics["attributes"]["all"]["given"]["frechet"] == pytest.approx(0.0, abs=1e-3)
+    assert "## Caption attributes" in markdown({**metrics, "protocol": {"camera": ""}})
+    two = aggregate({c.id: results[c.id] for c in cases[:1]}, {"first-frame": cases[:1]}, info)
+    assert "frechet" not in two["combos"]["first-frame"]["given"]  # one case: no Fréchet distance
+    assert two["attributes"]["combos"]["first-frame"]["given"]["frechet"] is None
+    assert "attributes" not in aggregate({c.id: {"given": {"psnr": 1.0}} for c in cases}, {"x": cases}, info)
+
+
+def test_eval_attribute_model_option(
+    attribute_bench: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from fulldit.cli import main
+
+    base = ["eval", "--bench", str(attribute_bench["bench"]), "--videos", str(attribute_bench["bench"]), "--device",
+            "cpu"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a"), "--attribute-model", str(tmp_path / "missing")]) == 2
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    assert main([*base, "--out", str(tmp_path / "b"), "--attribute-model", str(tmp_path / "bad.safetensors")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "missing" in errors[0] and "bad.safetensors" in errors[1]  # one line each
+    assert main([*base, "--out", str(tmp_path / "c"), "--attribute-model", str(attribute_bench["net"])]) == 0
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    row = metrics["attributes"]["combos"]["first-frame"]["given"]
+    assert row["n"] == 3 and row["ratio"] == 1.0 and row["frechet"] == pytest.approx(0.0, abs=1e-3)
+    assert "## Caption attributes" in (tmp_path / "c" / "report.md").read_text()

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from fulldit.attention import key_mask
 from fulldit.checkpoint import INDEX, load_state, read_config
 from fulldit.cli import main
 from fulldit.conditions import ConditionInput
+from fulldit.config import load_config
 from fulldit.convert import convert_wan
+from fulldit.errors import InputError
 from fulldit.generate import Pipeline
-from fulldit.model import FullDiT
+from fulldit.model import FullDiT, gated_video_attention, separate_video_attention
 from tests.conftest import randomize, tiny_model_config
 
 # A tiny Wan2.1: 2 layers, 2 heads x 12, text width 32 (the tiny UMT5's), 4 latent channels (the tiny VAE's).
@@ -398,6 +402,146 @@ def test_open_gates_convert_to_plain_full_attention(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "blocks.1.cond_gate" in err[0] and "not open" in err[0]
     assert not (tmp_path / "no").exists()
+
+
+# -- the separate-softmax gate (model.gate_merge: separate), kept to compare with the LSE gate (#15) ----------------
+
+
+def _separate_and_plain(attention: str = "full") -> tuple[FullDiT, FullDiT]:
+    """A gated model merging by a separate softmax, random weights, and the ungated model with the same weights."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config(attention=attention, condition_gate=True, gate_merge="separate")
+    separate = randomize(FullDiT(cfg))
+    plain = FullDiT(tiny_model_config(attention=attention))
+    plain.load_state_dict({k: v for k, v in separate.state_dict().items() if not k.endswith("cond_gate")})
+    with torch.no_grad():
+        for block in separate.blocks:
+            block.cond_gate.zero_()  # closed, as converted
+    return separate, plain
+
+
+def condition_inputs_tiny(present: list[bool]) -> dict[str, ConditionInput]:
+    """Every condition of the tiny model (12 latent channels, 4 x 8 x 8 latents), present per sample as given."""
+    g = torch.Generator().manual_seed(6)
+    b, on = len(present), torch.tensor(present)
+    return {
+        "camera": ConditionInput(torch.randn(b, 4, 16, generator=g), on),
+        "reference": ConditionInput(torch.randn(b, 1, 12, 8, 8, generator=g), on[:, None]),
+        "depth": ConditionInput(torch.randn(b, 12, 4, 8, 8, generator=g), on),
+    }
+
+
+@pytest.mark.parametrize("attention", ["full", "isolated"])
+def test_separate_gate_closed_is_the_backbone(attention: str) -> None:
+    """Gate 0: the backbone without conditions (1e-5 relative, float32), with conditions given and a padded one; gate 1
+    lets the conditions act but is not full attention (that is what the LSE gate is)."""
+    separate, plain = _separate_and_plain(attention)
+    _, _, (x, t, context, mask, conditions) = _gated_and_plain()
+    with torch.no_grad():
+        backbone = plain(x, t, context, mask)
+        assert _relative(separate(x, t, context, mask, conditions), backbone) <= 1e-5
+        for block in separate.blocks:
+            block.cond_gate.fill_(1.0)
+        opened = separate(x, t, context, mask, conditions)
+        assert _relative(opened, backbone) > 1e-2  # the conditions act once the gates open
+        assert _relative(opened, plain(x, t, context, mask, conditions)) > 1e-2  # not one softmax over everything
+
+
+def _attention_by_hand(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Plain SDPA of q (B, Lq, H, d) over the keys marked in `keys` (B, Lk); rows without a key give 0."""
+    out = F.scaled_dot_product_attention(*(a.transpose(1, 2) for a in (q, k, v)), attn_mask=keys[:, None, None, :])
+    return torch.where(keys.any(1)[:, None, None, None], out.transpose(1, 2), 0.0)
+
+
+@pytest.mark.parametrize("gate", [[1.0, 1.0], [0.25, 1.0]])
+@pytest.mark.parametrize("patterns", ["few", "many"])
+def test_separate_merge_adds_a_second_softmax(gate: list[float], patterns: str) -> None:
+    """out = O_v + g O_c with O_v, O_c two plain softmax attentions on the same q/k/v (1e-5, float32): condition
+    padding masked, a row without any condition key adds 0 (no NaN), in dense calls per mask pattern and in the one
+    masked call of many patterns. At g = 1 it is not one softmax over [video, conditions], which the LSE merge is."""
+    cond = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [False] * 6])  # all real, padded, none
+    if patterns == "many":  # more patterns than attention.MAX_DENSE_GROUPS
+        cond = torch.cat([cond, torch.tensor([[False, True] * 3, [True] + [False] * 5, [False] * 5 + [True]])])
+    b = cond.shape[0]
+    g = torch.Generator().manual_seed(5)
+    qv, kv, vv = (torch.randn(b, 10, 2, 8, generator=g) for _ in range(3))
+    kc, vc = (torch.randn(b, 6, 2, 8, generator=g) * 2 for _ in range(2))
+    g_h = torch.tensor(gate)
+    out = separate_video_attention(g_h, qv, kv, vv, kc, vc, key_mask(cond))
+    o_v = _attention_by_hand(qv, kv, vv, torch.ones(b, 10, dtype=torch.bool))
+    o_c = _attention_by_hand(qv, kc, vc, cond)
+    assert out.isfinite().all()
+    assert _relative(out, (o_v + g_h[:, None] * o_c).flatten(-2)) <= 1e-5
+    assert _relative(out[2], o_v[2].flatten(-2)) <= 1e-6  # no condition key: the video's attention alone
+    if gate == [1.0, 1.0]:
+        one = _attention_by_hand(qv, torch.cat([kv, kc], 1), torch.cat([vv, vc], 1), F.pad(cond, (10, 0), value=True))
+        lse = gated_video_attention(g_h, qv, kv, vv, kc, vc, key_mask(cond))
+        assert _relative(lse, one.flatten(-2)) <= 1e-5
+        assert _relative(out[:2], one[:2].flatten(-2)) > 1e-2
+
+
+def test_separate_gate_gradients_reach_the_gate_and_the_conditions() -> None:
+    """Closed: every gate gets a gradient, the condition modules none (they act only through the gate); partly open:
+    every condition module gets one. A sample without any condition stays the backbone's, gradients stay finite."""
+    separate, plain = _separate_and_plain("full")
+    separate.train()
+    x, t, context = torch.randn(2, 12, 4, 8, 8), torch.rand(2), torch.randn(2, 5, 16)
+    conditions = condition_inputs_tiny([True, False])
+    with torch.no_grad():
+        backbone = plain(x, t, context)
+    separate(x, t, context, None, conditions).square().mean().backward()
+    assert all(float(block.cond_gate.grad.abs().min()) > 0 for block in separate.blocks)
+    assert all(p.grad is None or not p.grad.any() for p in separate.conditions.parameters())
+    separate.zero_grad()
+    with torch.no_grad():
+        for block in separate.blocks:
+            block.cond_gate.fill_(0.5)
+    out = separate(x, t, context, None, conditions)
+    out.square().mean().backward()
+    assert torch.equal(out[1].detach(), backbone[1])  # sample 1 has no condition key: exactly the backbone
+    assert all(p.grad.isfinite().all() for p in separate.parameters() if p.grad is not None)
+    for name, module in separate.conditions.items():
+        assert any(float(p.grad.abs().max()) > 0 for p in module.parameters() if p.grad is not None), name
+    assert all(float(block.cond_gate.grad.abs().min()) > 0 for block in separate.blocks)
+
+
+def test_gate_merge_in_configs_and_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A bad gate_merge is a one-line error (config file, checkpoint); config.json carries the field and an old one
+    without it loads as "lse"; open-gates refuses a separate model (its gate 1 is not plain full attention)."""
+    from tests.conftest import tiny_config
+
+    for overrides, words in [
+        (["model.condition_gate=true", "model.gate_merge=both"], "'lse' or 'separate', not 'both'"),
+        (["model.gate_merge=separate"], "needs model.condition_gate=true"),
+    ]:
+        with pytest.raises(InputError, match="model.gate_merge") as err:
+            load_config(Path(__file__).parent.parent / "configs" / "tiny.yaml", overrides)
+        assert words in str(err.value) and "\n" not in str(err.value)
+    separate, _ = _separate_and_plain()
+    with torch.no_grad():
+        for block in separate.blocks:
+            block.cond_gate.fill_(1.0)
+    cfg = tiny_config(attention="full", condition_gate=True, gate_merge="separate")
+    Pipeline.from_config(cfg, model=separate).save_pretrained(tmp_path / "separate")
+    assert read_config(tmp_path / "separate").model.gate_merge == "separate"
+    loaded = load_model(tmp_path / "separate")
+    x, t, context = torch.randn(2, 12, 4, 8, 8), torch.rand(2), torch.randn(2, 5, 16)
+    conditions = condition_inputs_tiny([True, True])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, context, None, conditions), separate(x, t, context, None, conditions))
+    open_gates = ["convert", "--from", "open-gates", str(tmp_path / "separate"), "--out", str(tmp_path / "no")]
+    code, err = run_cli(open_gates, capsys)
+    assert code == 2 and err.count("\n") == 1 and "separate" in err
+    assert not (tmp_path / "no").exists()
+    data = json.loads((tmp_path / "separate" / "config.json").read_text())
+    del data["model"]["gate_merge"]
+    data["model"]["condition_gate"] = True
+    (tmp_path / "separate" / "config.json").write_text(json.dumps(data))
+    assert read_config(tmp_path / "separate").model.gate_merge == "lse"  # written before the field existed
+    data["model"]["gate_merge"] = "both"
+    (tmp_path / "separate" / "config.json").write_text(json.dumps(data))
+    code, err = run_cli(open_gates, capsys)
+    assert code == 2 and err.count("\n") == 1 and "model.gate_merge must be 'lse' or 'separate'" in err
 
 
 @pytest.mark.parametrize("attention,condition_layers,layers", [("isolated", (), 5), ("full", (1,), 4)])

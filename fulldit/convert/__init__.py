@@ -242,15 +242,19 @@ def convert_wan(
 def open_gates(src: str | Path, out: str | Path, tolerance: float = 1e-6) -> FullDiTConfig:
     """A gated `attention: full` checkpoint whose gates are all open, as the plain full-attention model it equals.
 
-    With every gate at 1 the gated merge is one softmax over [video, conditions] (model.gated_video_attention), so
-    dropping the gates changes nothing but the layout's name. Gates not open (within `tolerance`) are an error:
-    that model is not plain full attention. Written as any checkpoint is (config last), storage types kept.
+    With every gate at 1 the log-sum-exp merge (`gate_merge: lse`, model.gated_video_attention) is one softmax over
+    [video, conditions], so dropping the gates changes nothing but the layout's name. Gates not open (within
+    `tolerance`) are an error: that model is not plain full attention. Written as any checkpoint is (config last),
+    storage types kept.
     """
     cfg = read_config(src)
     if not cfg.model.condition_gate:
         raise InputError(f"{src}: has no condition gates (model.condition_gate is false)")
     if cfg.model.attention != "full":
         raise InputError(f"{src}: attention is {cfg.model.attention!r}; only gated full attention opens into full")
+    if cfg.model.gate_merge != "lse":
+        raise InputError(f"{src}: gate_merge is {cfg.model.gate_merge!r}; a separate-softmax gate at 1 adds a second "
+                         "softmax, it is not plain full attention (only gate_merge 'lse' opens into full)")  # fmt: skip
     state = load_state(Path(src))
     gates = {k: v.float().clamp(0, 1) for k, v in state.items() if k.endswith(".cond_gate")}
     closed = {k: float(v.min()) for k, v in gates.items() if float((1 - v).max()) > tolerance}

@@ -41,7 +41,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], bool]] = {
     "floor": (tuple(FLOOR_WORDS), False),
     "camera": (MOVE_LABELS, True),
 }
-SIZE, FRAMES = 64, 8  # the classifier sees 8 frames at 64x64
+SIZE, FRAMES = 128, 8  # the classifier sees 8 frames at 128x128: objects are a few pixels wide at 64
 
 
 def targets(meta: dict) -> dict[str, torch.Tensor]:
@@ -79,17 +79,17 @@ def prepare(video: torch.Tensor) -> torch.Tensor:
 
 
 class AttributeNet(nn.Module):
-    """A small 3D CNN: (B, 3, 8, 64, 64) -> a feature vector -> one linear head per attribute group.
+    """A small 3D CNN: (B, 3, 8, 128, 128) -> a feature vector -> one linear head per attribute group.
 
-    Four conv-GN-SiLU layers (space halved by each, time by the last two), mean and max pooling, a linear embedding:
-    the features of the Fréchet distance."""
+    Conv-GN-SiLU layers (space halved by each, time by the last two), mean and max pooling, a linear embedding:
+    the features of the Fréchet distance, 64 wide so that a few dozen clips estimate their covariance."""
 
-    def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 128, 192), features: int = 256):
+    def __init__(self, widths: tuple[int, ...] | list[int] = (32, 64, 96, 128, 192), features: int = 64):
         super().__init__()
         self.widths, self.features = tuple(int(w) for w in widths), int(features)
         layers, cin = [], 3
         for i, w in enumerate(self.widths):
-            stride = (1, 2, 2) if i < 2 else (2, 2, 2)  # space first, then time (8 frames -> 2)
+            stride = (1, 2, 2) if i < len(self.widths) - 2 else (2, 2, 2)  # space first, then time (8 frames -> 2)
             layers += [nn.Conv3d(cin, w, 3, stride, 1, bias=False), nn.GroupNorm(8, w), nn.SiLU()]
             cin = w
         self.body = nn.Sequential(*layers)
@@ -118,7 +118,7 @@ class AttributeNet(nn.Module):
     def save(self, path: str | Path, info: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """The weights (cast to `dtype`), the architecture and provenance `info` in one safetensors file, atomically."""
         groups = {k: list(v[0]) for k, v in GROUPS.items()}
-        config = {"widths": list(self.widths), "features": self.features, "groups": groups}
+        config = {"widths": list(self.widths), "features": self.features, "groups": groups, "input": [FRAMES, SIZE]}
         save_net(path, self, "AttributeNet", config, info, dtype)
 
     @classmethod
@@ -127,6 +127,10 @@ class AttributeNet(nn.Module):
         state, config = read_net(path, "AttributeNet", " (train one with bench/train_attribute_net.py)")
         if config.get("groups") != {k: list(v[0]) for k, v in GROUPS.items()}:
             raise InputError(f"{path}: trained for other attribute labels than this version of fulldit names")
+        if config.get("input") != [FRAMES, SIZE]:
+            raise InputError(
+                f"{path}: trained on inputs {config.get('input')} (frames, size), this version reads {[FRAMES, SIZE]}"
+            )
         net = cls(config["widths"], config["features"])
         load_matching(net, state, path, f"AttributeNet({net.widths}, {net.features})")
         return net.to(device).eval()
@@ -156,6 +160,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         )
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = linalg.sqrtm(cov_a @ cov_b)  # SciPy >= 1.18 has no disp (and warned before)
     root = root.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))

@@ -218,16 +218,31 @@ class Scorer:
         device: str = "cpu",
         clip_model: str | None = None,
         identity_model: str | None = None,
+        attribute_model: str | None = None,
     ):
+        """`attribute_model`: caption-attribute classifier weights (fulldit.eval.attributes); by default the shipped
+        ones where they exist, else no attribute metrics. A file given explicitly must load (InputError if not)."""
+        from fulldit.eval.attributes import DEFAULT_WEIGHTS, AttributeNet
         from fulldit.eval.depth_metrics import load_estimator
         from fulldit.eval.identity import ClipTextScore, FeatureIdentity
 
         self.depth = load_estimator(depth_estimator, device)
         self.text = ClipTextScore(clip_model, device) if clip_model else None
         self.features = FeatureIdentity(identity_model, device) if identity_model else None
+        if attribute_model is None and DEFAULT_WEIGHTS.is_file():
+            attribute_model = str(DEFAULT_WEIGHTS)
+        self.attributes = AttributeNet.from_file(attribute_model, device) if attribute_model else None
         self.gt_flow: dict[str, np.ndarray] = {}  # per case: every variant compares against the same GT flow
+        self.gt_attributes: dict[str, tuple[list[float], float]] = {}  # per case: GT features and accuracy
 
-    def __call__(self, video: torch.Tensor, case: Case) -> dict[str, float]:
+    def read_attributes(self, video: torch.Tensor, meta: dict) -> tuple[list[float], float]:
+        """The classifier's feature vector of a video and its caption-attribute accuracy against `meta`."""
+        from fulldit.eval.attributes import attribute_accuracy, targets
+
+        features, preds = self.attributes.read(video)
+        return [float(x) for x in features], attribute_accuracy(preds, targets(meta))["mean"]
+
+    def __call__(self, video: torch.Tensor, case: Case) -> dict[str, Any]:
         from fulldit.eval.camera_metrics import camera_errors, estimate_poses, is_rotation_only
         from fulldit.eval.depth_metrics import depth_errors
         from fulldit.eval.identity import identity_score
@@ -236,9 +251,9 @@ class Scorer:
         gt = case.clip
         if video.shape != gt.video.shape:
             raise InputError(f"case {case.id}: video is {tuple(video.shape)}, the case is {tuple(gt.video.shape)}")
-        s: dict[str, float] = {"psnr": psnr(video, gt.video), "ssim": ssim(video, gt.video),
-                               "first_frame_psnr": psnr(video[:1], gt.video[:1]),
-                               "dynamic_degree": dynamic_degree(video), "smoothness": smoothness(video)}  # fmt: skip
+        s: dict[str, Any] = {"psnr": psnr(video, gt.video), "ssim": ssim(video, gt.video),
+                             "first_frame_psnr": psnr(video[:1], gt.video[:1]),
+                             "dynamic_degree": dynamic_degree(video), "smoothness": smoothness(video)}  # fmt: skip
         if case.prefix_frames:
             s["prefix_psnr"] = psnr(video[: case.prefix_frames], gt.video[: case.prefix_frames])
             s["continuation_psnr"] = psnr(video[case.prefix_frames :], gt.video[case.prefix_frames :])
@@ -267,6 +282,11 @@ class Scorer:
                 s["identity_features"] = float(np.mean([self.features.score(video, r) for r in gt.references]))
         if self.text is not None:
             s["clip_text"] = self.text.score(video, gt.caption)
+        if self.attributes is not None:  # lists: the features of the Fréchet distance, not per-video metrics
+            if case.id not in self.gt_attributes:
+                self.gt_attributes[case.id] = self.read_attributes(gt.video, gt.meta)
+            s["attr_features"], s["attr_acc"] = self.read_attributes(video, gt.meta)
+            s["attr_features_gt"], s["attr_acc_gt"] = self.gt_attributes[case.id]
         return s
 
 
@@ -288,6 +308,7 @@ def run(
     clip_model: str | None = None,
     identity_model: str | None = None,
     score: bool = True,
+    attribute_model: str | None = None,
 ) -> dict:
     """Generate (or take from `videos`) and score the cases of a benchmark; write metrics.json and report.md."""
     if (checkpoint is None) == (videos is None):
@@ -312,7 +333,7 @@ def run(
             raise InputError(f"{checkpoint}: no {', '.join(missing)} condition, which the chosen cases need (--combos)")
         for frames, height, width in {(c.clip.num_frames, *c.clip.video.shape[2:]) for c in chosen}:
             pipe.check_size(frames, height, width, f"{bench}: the cases' videos")
-    scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model) if score else None
+    scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model, attribute_model) if score else None
     jobs = [(c, v) for group in by_combo.values() for c in group for v in (variants(c) if pipe else ["given"])]
     results: dict[str, dict[str, dict[str, float]]] = {}
     for case, variant in tqdm(jobs, desc="fullbench", unit="video"):
@@ -390,8 +411,49 @@ def _paired(results: dict, group: list[Case], metric: str, base: str, name: str)
     return {f"diff_{name}": _stats(diffs), f"wins_{name}": wins, f"pairs_{name}": len(diffs)}
 
 
+def _attribute_row(scores: list[dict]) -> dict[str, Any]:
+    """Caption-attribute accuracy of generated and GT videos (means over the cases), their ratio, and the Fréchet
+    distance between the generated and the GT features of the same cases (None with fewer than 2 cases)."""
+    from fulldit.eval.attributes import frechet_distance
+
+    rows = [r for r in scores if "attr_acc" in r and "attr_acc_gt" in r]
+    acc = float(np.mean([r["attr_acc"] for r in rows]))
+    acc_gt = float(np.mean([r["attr_acc_gt"] for r in rows]))
+    pairs = [r for r in rows if r.get("attr_features") and r.get("attr_features_gt")]
+    widths = {len(r[k]) for r in pairs for k in ("attr_features", "attr_features_gt")}
+    frechet = None
+    if len(pairs) >= 2 and len(widths) == 1:  # one width: scores of one classifier
+        gen = np.array([r["attr_features"] for r in pairs], dtype=np.float64)
+        gt = np.array([r["attr_features_gt"] for r in pairs], dtype=np.float64)
+        frechet = max(0.0, frechet_distance(gen, gt))  # not below 0 by rounding
+    return {"accuracy": acc, "accuracy_gt": acc_gt, "ratio": acc / acc_gt if acc_gt else float("nan"),
+            "frechet": frechet, "n": len(rows), "n_frechet": len(pairs) if frechet is not None else 0}  # fmt: skip
+
+
+def _attributes(results: dict, by_combo: dict[str, list[Case]], combos: dict[str, dict]) -> dict[str, Any]:
+    """metrics.json "attributes": per combination and variant (and per variant over all cases, "all"), the
+    caption-attribute summary of `_attribute_row`; adds "attr_ratio" and "frechet" to the combination tables."""
+    out: dict[str, Any] = {"combos": {}, "all": {}}
+    pooled: dict[str, list[dict]] = {}
+    for combo, group in by_combo.items():
+        for variant in sorted({v for c in group for v in results.get(c.id, {})}):
+            scores = [results[c.id][variant] for c in group if variant in results.get(c.id, {})]
+            scores = [r for r in scores if "attr_acc" in r and "attr_acc_gt" in r]
+            if not scores:
+                continue
+            pooled.setdefault(variant, []).extend(scores)
+            row = out["combos"].setdefault(combo, {})[variant] = _attribute_row(scores)
+            table = combos[combo][variant]
+            table["attr_ratio"] = {"mean": row["ratio"], "std": 0.0, "n": row["n"]}
+            if row["frechet"] is not None:
+                table["frechet"] = {"mean": row["frechet"], "std": 0.0, "n": row["n_frechet"]}
+    out["all"] = {variant: _attribute_row(scores) for variant, scores in sorted(pooled.items())}
+    return out if out["combos"] else {}
+
+
 def aggregate(results: dict, by_combo: dict[str, list[Case]], info: dict) -> dict:
-    """metrics.json: per combination, variant and metric mean/std/n; the condition effect table; per-case scores."""
+    """metrics.json: per combination, variant and metric mean/std/n; the condition effect table; the caption-attribute
+    summary ("attributes", where the videos were scored with the attribute classifier); per-case scores."""
     from fulldit.eval.camera_metrics import PROTOCOL
 
     combos: dict[str, dict] = {}
@@ -399,12 +461,13 @@ def aggregate(results: dict, by_combo: dict[str, list[Case]], info: dict) -> dic
         table: dict[str, dict] = {}
         for variant in sorted({v for c in group for v in results.get(c.id, {})}):
             rows = [results[c.id][variant] for c in group if variant in results.get(c.id, {})]
-            names = sorted({k for r in rows for k in r})
+            names = sorted({k for r in rows for k, v in r.items() if not isinstance(v, list)})  # lists: features
             table[variant] = {k: _stats([r.get(k) for r in rows]) for k in names}
             if "sfm_ok" in names:
                 table[variant]["sfm_failed"] = {"mean": float(sum(r.get("sfm_ok", 0) == 0 for r in rows)), "std": 0,
                                                 "n": len(rows)}  # fmt: skip
         combos[combo] = table
+    attributes = _attributes(results, by_combo, combos)
     effect = []
     for condition, combo, metric in EFFECTS:
         table = combos.get(combo, {})
@@ -427,5 +490,6 @@ def aggregate(results: dict, by_combo: dict[str, list[Case]], info: dict) -> dic
         "protocol": {"camera": PROTOCOL},
         "combos": combos,
         "effect": effect,
+        **({"attributes": attributes} if attributes else {}),
         "cases": results,
     }

@@ -1,5 +1,6 @@
-"""The FullBench report: report.md (a table per combination, the condition effect table, the protocol),
-plots (matplotlib .png) and a video grid per combination (.mp4: ground truth beside each generated variant)."""
+"""The FullBench report: report.md (a table per combination, the condition effect table, the caption attributes,
+the protocol), plots (matplotlib .png) and a video grid per combination (.mp4: ground truth beside each generated
+variant)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,26 @@ def _wins(row: dict, name: str) -> str:
     return f"{row[f'wins_{name}']}/{row[f'pairs_{name}']}" if f"wins_{name}" in row else "–"
 
 
+def _attribute_section(attributes: dict | None) -> list[str]:
+    """Text adherence and realism: the caption-attribute classifier's accuracy and Fréchet distance."""
+    if not attributes:
+        return []
+    lines = ["## Caption attributes", "", "What the caption states (shapes, colours, patterns, walls, floor, camera "
+             "move) read back from each video by the attribute classifier: its accuracy on the generated videos and "
+             "on the ground truth of the same cases (the ceiling), and the Fréchet distance between the classifier's "
+             "features of the generated and the ground-truth videos (– with fewer than 2 cases).", "",
+             "| combination | variant | accuracy | ground truth | generated / GT | Fréchet distance | n |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [(combo, v, r) for combo, table in attributes.get("combos", {}).items() for v, r in table.items()]
+    rows += [("all", v, r) for v, r in attributes.get("all", {}).items()]
+    for combo, variant, r in rows:
+        lines.append(
+            f"| {combo} | {variant} | {_fmt(r['accuracy'])} | {_fmt(r['accuracy_gt'])} | {_fmt(r['ratio'])} | "
+            f"{_fmt(r.get('frechet'))} | {r['n']} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(metrics: dict) -> str:
     lines = [f"# FullBench report ({metrics.get('version')})", ""]
     src = metrics.get("source", {})
@@ -65,6 +86,7 @@ def markdown(metrics: dict) -> str:
         for variant, row in table.items():
             lines.append(f"| {variant} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
         lines.append("")
+    lines += _attribute_section(metrics.get("attributes"))
     lines += ["## Protocol", "", metrics["protocol"]["camera"], "", TRUST, ""]
     return "\n".join(lines)
 
