@@ -10,6 +10,7 @@ import torch
 
 from fulldit.errors import InputError
 from fulldit.eval.attributes import GROUPS, AttributeNet, attribute_accuracy, frechet_distance, prepare, targets
+from fulldit.eval.weights_file import save_net
 from fulldit.world.clips import caption, plan_clip
 
 
@@ -77,6 +78,11 @@ def test_attribute_net_reads_a_video_and_round_trips(tmp_path: Path) -> None:
         AttributeNet.from_file(tmp_path / "bad.safetensors")
     with pytest.raises(InputError, match=r"video \(F, 3, H, W\)"):
         prepare(torch.rand(3, 64, 64))
+    groups = {k: list(v[0]) for k, v in GROUPS.items()}  # weights trained on another input size are refused
+    config = {"widths": [8, 8, 8, 8], "features": 16, "groups": groups, "input": [8, 64]}
+    save_net(tmp_path / "old.safetensors", net, "AttributeNet", config, None, torch.float32)
+    with pytest.raises(InputError, match=r"trained on inputs \[8, 64\]"):
+        AttributeNet.from_file(tmp_path / "old.safetensors")
 
 
 @pytest.fixture(scope="module")
