@@ -45,7 +45,7 @@ from fulldit.checkpoint import MAX_SHARD_BYTES, read_config, shard_groups
 from fulldit.checkpoint import WEIGHTS as FULLDIT_WEIGHTS
 from fulldit.codecs.vae import find_vae_dir
 from fulldit.config import FullDiTConfig
-from fulldit.convert import SAFETENSORS_DTYPES, STORE_DTYPES, _store_dtype, new_tensors, wan_config
+from fulldit.convert import SAFETENSORS_DTYPES, STORE_DTYPES, _names, _store_dtype, new_tensors, wan_config
 from fulldit.convert.wan import (
     INDEX,
     ORIGINAL_DEFAULTS,
@@ -54,6 +54,7 @@ from fulldit.convert.wan import (
     fulldit_name,
     original_architecture,
     read_json,
+    weight_files,
 )
 from fulldit.errors import InputError
 from fulldit.model import FullDiT
@@ -142,43 +143,25 @@ def original_config(arch: WanArchitecture) -> dict[str, Any]:
     }
 
 
-def release_names(arch: WanArchitecture) -> tuple[dict[str, str], dict[str, tuple[int, ...]], set[str]]:
-    """(FullDiT name -> Wan2.1 original name, shapes, inert gates) of what `convert_wan` expects for `arch`."""
+def release_names(arch: WanArchitecture) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    """(name -> shape of every tensor a release holds, the inert gates) of what `convert_wan` expects for `arch`.
+
+    Wan2.1's original layout keeps FullDiT's names (the converter maps each to itself), so a name is written as is;
+    one the converter would rename has no place in a release."""
     config = wan_config(arch, "", "", ())
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in FullDiT(config.model).state_dict().items()}
     added = set(new_tensors(config.model, 0))  # what the converter adds itself (the gates): not in a release
-    inverse: dict[str, str] = {}
-    for ours in shapes:
-        if ours in added:
-            continue
-        if fulldit_name(ours, "original") != ours:  # the original layout keeps FullDiT's names: its own inverse
+    for ours in shapes.keys() - added:
+        if fulldit_name(ours, "original") != ours:
             raise InputError(f"tensor {ours}: has no Wan2.1 original name (the converter maps it elsewhere)")
-        inverse[ours] = ours
-    if len(set(inverse.values())) != len(inverse):
-        raise InputError("two tensors map to one Wan2.1 name")  # cannot happen while the mapping is one-to-one
-    return inverse, {k: v for k, v in shapes.items() if k in inverse}, added
-
-
-def checkpoint_files(src: Path) -> tuple[Path, ...]:
-    """The safetensors files of a fulldit checkpoint: the shards its index lists, or model.safetensors."""
-    if (src / FULLDIT_INDEX).is_file():
-        weight_map = read_json(src / FULLDIT_INDEX).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise InputError(f"{src / FULLDIT_INDEX}: no weight_map")
-        files = sorted({src / Path(str(v)).name for v in weight_map.values()})
-    else:
-        files = [src / FULLDIT_WEIGHTS]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise InputError(f"{src}: weight files missing: {', '.join(missing[:5])}")
-    return tuple(files)
+    return {k: v for k, v in shapes.items() if k not in added}, added
 
 
 def open_tensors(src: Path, stack: ExitStack) -> dict[str, tuple[Any, Path]]:
     """name -> (memory-mapped file, path) of every tensor in the checkpoint."""
     where: dict[str, tuple[Any, Path]] = {}
-    for path in checkpoint_files(src):
+    for path in weight_files(src, FULLDIT_INDEX, FULLDIT_WEIGHTS, "fulldit checkpoint"):
         try:
             handle = stack.enter_context(safe_open(str(path), framework="pt", device="cpu"))
         except (OSError, SafetensorError) as err:
@@ -186,10 +169,6 @@ def open_tensors(src: Path, stack: ExitStack) -> dict[str, tuple[Any, Path]]:
         for name in handle.keys():
             where[name] = (handle, path)
     return where
-
-
-def _names(items: list[str], n: int = 4) -> str:
-    return ", ".join(items[:n]) + (f" (and {len(items) - n} more)" if len(items) > n else "")
 
 
 def _link_or_copy(src: str, dst: str) -> str:
@@ -240,7 +219,6 @@ def text_companion(path: str, arch: WanArchitecture) -> tuple[tuple[Path, Path] 
 def write_weights(
     out: Path,
     order: list[str],
-    inverse: dict[str, str],
     tensors: dict[str, tuple[Any, Path]],
     dtypes: dict[str, torch.dtype],
     max_shard_bytes: int,
@@ -255,10 +233,10 @@ def write_weights(
         stem = WEIGHTS.removesuffix(".safetensors")
         files = [f"{stem}-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
     for name, group in zip(files, groups):  # one shard's tensors in memory at a time
-        shard = {inverse[k]: tensors[k][0].get_tensor(k).to(dtypes[k]).contiguous() for k in group}
+        shard = {k: tensors[k][0].get_tensor(k).to(dtypes[k]).contiguous() for k in group}
         save_file(shard, str(out / name), metadata={"format": "pt"})
     if len(files) > 1:
-        weight_map = {inverse[k]: name for name, group in zip(files, groups) for k in group}
+        weight_map = {k: name for name, group in zip(files, groups) for k in group}
         index = {"metadata": {"total_size": sum(n for _, n in nbytes)}, "weight_map": weight_map}
         (out / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return files
@@ -291,7 +269,7 @@ def export_wan(
     config = original_config(arch)
     if original_architecture(config, out / "config.json") != arch:  # the converter's reading of what we write
         raise InputError(f"{src}: its shape does not survive Wan2.1's config.json ({arch})")
-    inverse, shapes, gates = release_names(arch)
+    shapes, gates = release_names(arch)
 
     notes: list[str] = []
     vae_path = str(vae) if vae is not None else (cfg.codec.path if cfg.codec.kind == "wan-vae" else "")
@@ -335,7 +313,7 @@ def export_wan(
         dropped = [k for k in tensors if k in gates]
         companions: list[str] = []
         with atomic_dir(out) as tmp:
-            files = write_weights(tmp, list(shapes), inverse, tensors, dtypes, max_shard_bytes)
+            files = write_weights(tmp, list(shapes), tensors, dtypes, max_shard_bytes)
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             if vae_dir is not None:
                 shutil.copytree(vae_dir, tmp / "vae", copy_function=_link_or_copy)

@@ -110,20 +110,21 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def weight_files(directory: Path) -> tuple[Path, ...]:
-    """The safetensors files of a Wan directory: the shards its index lists, or the single file."""
-    if (directory / INDEX).is_file():
-        weight_map = read_json(directory / INDEX).get("weight_map")
+def weight_files(directory: Path, index: str = INDEX, single: str = WEIGHTS, what: str = "Wan2.1") -> tuple[Path, ...]:
+    """The safetensors files of a directory: the shards its index lists, or the single file (Wan2.1's names by
+    default; a fulldit checkpoint's with fulldit.checkpoint's)."""
+    if (directory / index).is_file():
+        weight_map = read_json(directory / index).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
-            raise InputError(f"{directory / INDEX}: no weight_map")
+            raise InputError(f"{directory / index}: no weight_map")
         files = tuple(directory / name for name in sorted(set(weight_map.values())))
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise InputError(f"{directory}: shards listed in {INDEX} are missing: {', '.join(missing[:5])}")
+            raise InputError(f"{directory}: shards listed in {index} are missing: {', '.join(missing[:5])}")
         return files
-    if (directory / WEIGHTS).is_file():
-        return (directory / WEIGHTS,)
-    raise InputError(f"{directory}: no Wan2.1 weights (looked for {WEIGHTS} and {INDEX})")
+    if (directory / single).is_file():
+        return (directory / single,)
+    raise InputError(f"{directory}: no {what} weights (looked for {single} and {index})")
 
 
 def find_wan_source(src: str | Path) -> WanSource:
