@@ -25,8 +25,9 @@ mkdir -p "$W"
 export PYTHONUNBUFFERED=1
 note() { echo "$(date +%T) $*" | tee -a "$W/plan.txt"; }
 
-if [ "$CASES" -gt 0 ] && [ ! -f "$W/fullbench/bench.json" ]; then  # rendered on the CPU while training runs
-  python -m fulldit.cli synth --bench --out "$W/fullbench" --cases "$CASES" --combos $COMBOS --device cpu \
+if [ "$CASES" -gt 0 ] && [ ! -f "$W/fullbench/bench.json" ]; then  # rendered on the CPU while training runs,
+  # niced and on 4 threads: at full priority it took every core and starved the training's compilation (phase 7)
+  OMP_NUM_THREADS=4 nice -n 19 python -m fulldit.cli synth --bench --out "$W/fullbench" --cases "$CASES" --combos $COMBOS --device cpu \
     > "$W/synth.log" 2>&1 &
 fi
 while [ ! -f "$DEFAULT/config.json" ]; do sleep 5; done

@@ -2,9 +2,9 @@
 
 Reads the logged scalars of every phase (bench/results/train-synth-s/scalars.csv: synth-s phases 1-3;
 bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 after growing to 16 blocks;
-bench/results/default-phase6-h200-2026-12-01/ and default-phase7-h200-2026-12-01/scalars.csv: phases 6 and 7,
-bench/continue_default.sh) and draws loss/all against the optimizer steps the weights have seen, one colour per
-phase, a line at each restart.
+bench/results/default-phase{6,7,8}-h200-2026-12-01/scalars.csv: phases 6-8, bench/continue_default.sh; phase 8's
+from its progress bar's per-step loss averaged over 25 steps, as its tensorboard events were not brought back) and
+draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
 Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, then 3), which moves the loss level.
 
     python bench/loss_curve.py --out checkpoints/default/loss.png
@@ -31,6 +31,7 @@ PHASES = [
     ("default-model-h200-2026-12-01/scalars.csv", "deep", "5: grown to 16 blocks, batch 64", 3798, None),
     ("default-phase6-h200-2026-12-01/scalars.csv", "s16-phase6", "6: --init 5, 1,000 steps", 4001, None),
     ("default-phase7-h200-2026-12-01/scalars.csv", "s16-phase7", "7: --init 6, first frame 30%", 5001, None),
+    ("default-phase8-h200-2026-12-01/scalars.csv", "s16-phase8", "8: --init 7, 1,183 steps", 6099, None),
 ]
 
 

@@ -5,7 +5,11 @@ steps) from the EMA weights, scored against the ground-truth render of the same 
 
 - `all`: caption + camera + references + depth + first frame, scored on the frames after the first (the
   default model's main bar: with this much given, the clip is nearly determined);
-- `text`: the caption alone, scored on every frame (how much of the world the text alone brings back).
+- `text`: the caption alone, scored on every frame (how much of the world the text alone brings back);
+- `identity`: the caption + the references, scored by FullBench's identity score (how much of each reference's
+  palette the clip shows, `fulldit.eval.identity`) minus the same score of the caption-only clip: the paired gain
+  that FullBench's identity bar reads, tracked during training because first frames can teach a model to ignore
+  its references (phase 7 of the default lost identity while every other condition improved).
 
 The worlds have seeds from VALIDATION_SEED_BASE on: far above any training index, below the benchmark's seeds,
 so choosing a recipe by these numbers never looks at FullBench.
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from fulldit.data import Clip
+from fulldit.eval.identity import identity_score
 from fulldit.eval.video_metrics import psnr
 from fulldit.generate import Pipeline
 from fulldit.model import FullDiT
@@ -45,9 +50,10 @@ def validation_clips(n: int, frames: int, height: int, width: int, device: torch
 
 @torch.no_grad()
 def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float) -> dict[str, float]:
-    """Mean PSNR (dB) of each task over the clips: {"psnr_all": ..., "psnr_text": ...}.
+    """Mean score of each task over the clips: {"psnr_all": dB, "psnr_text": dB[, "identity_gain": score]}.
 
-    sampling: Request fields that override the checkpoint's sampler (steps, guidance, text_guidance, shift).
+    identity_gain only where the model reads references. sampling: Request fields that override the checkpoint's
+    sampler (steps, guidance, text_guidance, shift).
     """
     names = pipe.config.model.conditions
     max_refs = pipe.config.model.reference.max_images if "reference" in names else 0
@@ -67,6 +73,11 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
         scores["psnr_all"].append(psnr(full[1:], clip.video[1:]))
         text = pipe.generate(prompt=clip.caption, frames=frames, seed=seed, **sampling).cpu()
         scores["psnr_text"].append(psnr(text, clip.video))
+        refs = clip.references[:max_refs]
+        if refs:
+            given = pipe.generate(prompt=clip.caption, references=refs, frames=frames, seed=seed, **sampling).cpu()
+            gain = [identity_score(given, r) - identity_score(text, r) for r in refs]
+            scores.setdefault("identity_gain", []).append(sum(gain) / len(gain))
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
 
@@ -109,4 +120,5 @@ def write_validation(pipe: Pipeline, clips: list[Clip], out: Path, step: int, wr
         writer.add_scalar(f"validation/{name}", value, step)
     with open(out / "validation.jsonl", "a") as f:
         f.write(json.dumps({"step": step, **scores}) + "\n")
-    print(f"step {step}: validation " + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()), flush=True)
+    shown = ", ".join(f"{k} {v:.2f} dB" if k.startswith("psnr") else f"{k} {v:+.3f}" for k, v in scores.items())
+    print(f"step {step}: validation {shown}", flush=True)
