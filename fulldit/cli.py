@@ -569,6 +569,14 @@ def add_convert(sub: Subparsers) -> None:
     )
     p.add_argument("--text-dtype", choices=["float32", "bfloat16"], default="bfloat16", help="UMT5 compute type")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the new condition modules")
+    p.add_argument(
+        "--gate",
+        choices=["lse", "separate", "none"],
+        default="lse",
+        help="--from wan2.1: how the new conditions are read: through zero gates merged in one softmax (lse, "
+        "default: the backbone's output until trained, FullDiT's attention once open), through zero gates on a "
+        "second softmax (separate, as adapters), or appended without a gate as FullDiT does (none)",
+    )
     p.add_argument("--shard-mb", type=POSITIVE, help="output shard size in MB (default: the repository's 14)")
 
 
@@ -606,12 +614,22 @@ def cmd_convert(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}: {args.src} grown to {cfg.model.layers} blocks (the new ones start as the identity)")
         return
     cfg = convert_wan(
-        args.src, args.out, args.vae, args.text_encoder, args.conditions, args.dtype, args.text_dtype, args.seed, shard
+        args.src,
+        args.out,
+        args.vae,
+        args.text_encoder,
+        args.conditions,
+        args.dtype,
+        args.text_dtype,
+        args.seed,
+        shard,
+        args.gate,
     )
     m = cfg.model
+    how = f"gated off until trained, {m.gate_merge} merge" if m.condition_gate else "no gate: they act at once"
     print(
         f"wrote {args.out}: Wan2.1 dim {m.dim}, {m.layers} layers, {m.heads} heads + conditions "
-        f"{', '.join(m.conditions) or 'none'} (gated off until trained); VAE {cfg.codec.path}, text {cfg.text.path}"
+        f"{', '.join(m.conditions) or 'none'} ({how}); VAE {cfg.codec.path}, text {cfg.text.path}"
     )
 
 

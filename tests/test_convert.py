@@ -216,6 +216,35 @@ def test_conditions_act_only_once_their_gates_open(converted: Path) -> None:
     assert torch.equal(gated[1], plain[1])  # sample 1 has none: masked out, exactly the backbone's output
 
 
+def test_convert_gate_choices(wan_dir: Path, converted: Path, tmp_path: Path, capsys) -> None:
+    """--gate none: FullDiT's appended conditions, no gate tensors, acting at once (the backbone's output without
+    them); --gate separate: the adapters' merge behind closed gates. Both share the default's condition modules."""
+    base = ["convert", "--from", "wan2.1", str(wan_dir), "--dtype", "float32", "--text-dtype", "float32"]
+    assert main([*base, "--out", str(tmp_path / "none"), "--gate", "none"]) == 0
+    assert "no gate: they act at once" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "sep"), "--gate", "separate"]) == 0
+    plain_cfg, sep_cfg = read_config(tmp_path / "none"), read_config(tmp_path / "sep")
+    assert not plain_cfg.model.condition_gate and plain_cfg.model.conditions == ("camera", "reference", "depth")
+    assert sep_cfg.model.condition_gate and sep_cfg.model.gate_merge == "separate"
+    gated, plain = load_model(converted), load_model(tmp_path / "none")
+    assert all(b.cond_gate is None for b in plain.blocks)
+    plain_state, gated_state = plain.state_dict(), gated.state_dict()
+    assert set(gated_state) - set(plain_state) == {f"blocks.{i}.cond_gate" for i in range(len(gated.blocks))}
+    assert all(torch.equal(v, gated_state[k]) for k, v in plain_state.items())  # same backbone, same new modules
+    x, context = inputs()
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        backbone = gated(x, t, context)
+        torch.testing.assert_close(plain(x, t, context), backbone, atol=1e-5, rtol=1e-5)
+        given = plain(x, t, context, conditions=condition_inputs([True, False]))
+    assert (given[0] - backbone[0]).abs().max() > 1e-2  # conditions act before any training
+    torch.testing.assert_close(given[1], backbone[1], atol=1e-5, rtol=1e-5)  # masked out: the backbone's
+    with pytest.raises(SystemExit) as exit_info:  # argparse's choices: a one-line usage error, exit code 2
+        main([*base, "--out", str(tmp_path / "bad"), "--gate", "open"])
+    assert exit_info.value.code == 2 and "--gate" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("attention", ["full", "isolated"])
 def test_condition_gate_in_both_layouts(attention: str) -> None:
     """Closed gates leave the output exact in both layouts; open gates act, and the isolated cache still agrees."""

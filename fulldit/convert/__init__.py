@@ -3,7 +3,10 @@
 The backbone is the same network tensor for tensor (wan.py maps the names), so with no condition given the
 converted model computes what Wan2.1 computes. The condition tokenizers FullDiT adds are freshly initialised and
 every block reads condition tokens through a zero-initialised gate (`model.condition_gate`), so the output stays
-Wan2.1's with conditions given too, until training opens the gates.
+Wan2.1's with conditions given too, until training opens the gates. `gate` chooses how the gated video queries merge
+the condition keys ("lse": one softmax in which the condition keys weigh the gate, FullDiT's at gate 1; "separate":
+a second softmax added times the gate, as adapters do), or "none": no gate, the conditions appended to the sequence
+as FullDiT does, acting from the first step.
 
 Weights stream tensor by tensor: the source's safetensors are memory-mapped (`safe_open`) and each output shard
 is read, cast and written before the next one is touched (`checkpoint.write_shards`), so a 14B model converts in
@@ -50,12 +53,20 @@ WAN_SAMPLE = SampleConfig(
 )
 SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
 STORE_DTYPES = ("keep", "float32", "bfloat16")
+GATE_CHOICES = ("lse", "separate", "none")  # how converted conditions are read (module docstring)
 
 
 def wan_config(
-    arch: WanArchitecture, vae: str, text_encoder: str, conditions: Sequence[str], text_dtype: str = "bfloat16"
+    arch: WanArchitecture,
+    vae: str,
+    text_encoder: str,
+    conditions: Sequence[str],
+    text_dtype: str = "bfloat16",
+    gate: str = "lse",
 ) -> FullDiTConfig:
     """The FullDiT config of a converted Wan2.1 model: its shape, Wan's VAE, UMT5 and sampling defaults."""
+    if gate not in GATE_CHOICES:
+        raise InputError(f"gate {gate!r}: expected one of {', '.join(GATE_CHOICES)}")
     model = ModelConfig(
         in_channels=arch.in_channels,
         patch=arch.patch,
@@ -68,7 +79,8 @@ def wan_config(
         eps=arch.eps,
         rope_theta=10000.0,  # Wan2.1's, fixed in its code
         attention="full",
-        condition_gate=True,
+        condition_gate=gate != "none",
+        gate_merge="lse" if gate == "none" else gate,
         conditions=tuple(conditions),
         camera=CameraConfig(frames_per_token=WAN_VAE_TIME_STRIDE * arch.patch[0]),
     )
@@ -119,13 +131,14 @@ def check_companions(arch: WanArchitecture, vae: str, text_encoder: str) -> None
 
 
 def new_tensors(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
-    """What FullDiT adds to the backbone: condition tokenizers (FullDiT's own init) and zero gates per block."""
+    """What FullDiT adds to the backbone: condition tokenizers (FullDiT's own init) and, gated, zero gates per block."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         conditions = build_conditions(cfg)
         init_linears(conditions)
     tensors = {f"conditions.{k}": v for k, v in conditions.state_dict().items()}
-    tensors.update({f"blocks.{i}.cond_gate": torch.zeros(cfg.heads) for i in range(cfg.layers)})
+    if cfg.condition_gate:
+        tensors.update({f"blocks.{i}.cond_gate": torch.zeros(cfg.heads) for i in range(cfg.layers)})
     return tensors
 
 
@@ -200,6 +213,7 @@ def convert_wan(
     text_dtype: str = "bfloat16",
     seed: int = 0,
     max_shard_bytes: int = MAX_SHARD_BYTES,
+    gate: str = "lse",
 ) -> FullDiTConfig:
     """Convert a Wan2.1 text-to-video transformer directory into a FullDiT checkpoint directory `out`.
 
@@ -208,6 +222,8 @@ def convert_wan(
         vae, text_encoder: local diffusers AutoencoderKLWan / transformers UMT5 directories; default the pipeline's.
         conditions: FullDiT condition tokenizers to add (new, trained later).
         store: "keep" the source dtypes, or store "float32" / "bfloat16" (fp32-run parts stay fp32).
+        gate: "lse" (default) or "separate": the conditions read through zero gates (the backbone's output until
+            trained); "none": appended without a gate, as FullDiT does (they act from the start).
     """
     if store not in STORE_DTYPES:
         raise InputError(f"dtype {store!r}: expected one of {', '.join(STORE_DTYPES)}")
@@ -217,7 +233,7 @@ def convert_wan(
         raise InputError(f"{out}: the output directory must not be the source directory")
     vae_dir, text_dir = companion_dirs(source, vae, text_encoder)
     check_companions(source.arch, vae_dir, text_dir)
-    config = wan_config(source.arch, vae_dir, text_dir, conditions, text_dtype)
+    config = wan_config(source.arch, vae_dir, text_dir, conditions, text_dtype, gate)
 
     with torch.device("meta"):  # names and shapes only: nothing is allocated
         expected = {k: tuple(v.shape) for k, v in FullDiT(config.model).state_dict().items()}
