@@ -11,9 +11,9 @@ with `fulldit eval --generate-only`); this script holds the pieces that are not 
                            truth and, with --reference (another run's OUT, with its clips saved), the drift: PSNR
                            against the reference's clips of the same prompts and seeds (100 = equal)
     score --bench B REPORT [REPORT ...]
-                           score the videos `fulldit eval --generate-only` wrote under REPORT/videos with FullBench's
-                           Scorer (SfM needs pycolmap: run on the CPU machine), REPORT/metrics.json as `fulldit eval`
-                           writes it; needs no checkpoint (the GPU run's are not brought back)
+                           `fulldit eval --videos REPORT/videos --out REPORT` for each report (its cases and
+                           combinations): scores the videos `--generate-only` wrote, without the checkpoint (the GPU
+                           run's are not brought back; SfM needs pycolmap: run on the CPU machine)
     table WORK             the BENCHMARKS.md table from WORK/eval/<variant>/step<S>/{metrics.json,textonly/}:
                            per variant and step, the camera's flow error vs another path, depth's error vs without,
                            the gates, the text-only drift; WORK/table.md and WORK/table.jsonl
@@ -140,34 +140,20 @@ def text_only_run(
 # -- score ------------------------------------------------------------------------------------------------------
 
 
-def score_report(bench: str | Path, report: str | Path, scorer: Any = None) -> dict:
-    """Score every REPORT/videos/<case>/<variant>.mp4 as `fulldit eval` would (resumable: REPORT/scores kept), write
-    REPORT/metrics.json (fullbench.aggregate) and return it."""
-    from fulldit.eval.fullbench import Scorer, aggregate
-    from fulldit.video_io import read_video
+def score_report(bench: str | Path, report: str | Path) -> dict:
+    """Score what `fulldit eval --generate-only` wrote under REPORT/videos (its cases, every variant) with
+    `fulldit eval --videos` (resumable: REPORT/scores kept); REPORT/metrics.json, returned."""
+    from fulldit.eval.fullbench import run
 
     report = Path(report)
-    info, cases = load_bench(bench)
+    _, cases = load_bench(bench)
     present = [c for c in cases if (report / "videos" / c.id).is_dir()]
     if not present:
         raise InputError(f"{report}: no videos/<case>/ of a case of {bench}")
-    scorer = scorer or Scorer(device="cpu")
-    results: dict[str, dict[str, dict]] = {}
-    by_combo: dict[str, list[Case]] = {}
-    for case in present:
-        by_combo.setdefault(case.combo, []).append(case)
-        for video_path in sorted((report / "videos" / case.id).glob("*.mp4")):
-            score_path = report / "scores" / case.id / f"{video_path.stem}.json"
-            if score_path.is_file():
-                score = json.loads(score_path.read_text())
-            else:
-                score = scorer(read_video(video_path)[: case.clip.num_frames], case)
-                write_json(score_path, score)
-            results.setdefault(case.id, {})[video_path.stem] = score
-    metrics = aggregate(results, by_combo, info)
-    metrics["source"] = {"videos": str(report / "videos")}
-    write_json(report / "metrics.json", metrics)
-    print(f"{report}: {sum(len(v) for v in results.values())} videos scored", flush=True)
+    combos = sorted({c.combo for c in present})
+    per_combo = max(sum(c.combo == combo for c in present) for combo in combos)
+    metrics = run(bench, report, videos=report / "videos", cases=per_combo, combos=combos)
+    print(f"{report}: {len(present)} cases scored", flush=True)
     return metrics
 
 
@@ -315,10 +301,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
         return [text_only_run(ckpt, out, cases, sampling, args.device, args.reference, args.save_clips, 16.0, dtype)
                 for ckpt, out in args.run]  # fmt: skip
     if args.command == "score":
-        from fulldit.eval.fullbench import Scorer
-
-        scorer = Scorer(device="cpu")
-        return [score_report(args.bench, r, scorer) for r in args.reports]
+        return [score_report(args.bench, r) for r in args.reports]
     return write_table(args.work)
 
 

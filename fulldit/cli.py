@@ -376,7 +376,12 @@ def add_eval(sub: Subparsers) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="report folder (resumable: existing results are kept)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="DIR", help="generate every case with this checkpoint")
-    src.add_argument("--videos", metavar="DIR", help="score existing videos DIR/<case>.mp4 (a bench folder: its GT)")
+    src.add_argument(
+        "--videos",
+        metavar="DIR",
+        help="score existing videos: DIR/<case>.mp4, a report's DIR/<case>/<variant>.mp4 (--generate-only's "
+        "OUT/videos), or a bench folder (its ground truth)",
+    )
     p.add_argument("--cases", type=COUNT, help="at most this many cases per combination")
     p.add_argument("--combos", nargs="+", metavar="COMBO", help="only these combinations")
     p.add_argument("--steps", type=COUNT, help="denoising steps (default: the checkpoint's)")
@@ -428,7 +433,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         attribute_model=args.attribute_model,
     )
     if args.generate_only:
-        print(f"wrote the videos under {args.out}/videos; score them with the same command without --generate-only")
+        print(
+            f"wrote the videos under {args.out}/videos; score them with the same command without --generate-only, "
+            f"or anywhere with --videos {args.out}/videos in place of --checkpoint"
+        )
         return
     print(f"wrote {args.out}/metrics.json and report.md ({sum(len(v) for v in metrics['cases'].values())} videos)")
     for r in metrics["effect"]:

@@ -58,6 +58,21 @@ def test_generate_score_report_and_resume(setup: dict[str, Path], tmp_path: Path
     assert again["cases"] == metrics["cases"]
 
 
+def test_generate_only_then_score_the_videos_without_the_checkpoint(setup: dict[str, Path], tmp_path: Path) -> None:
+    """A GPU machine without SfM generates (--generate-only); another scores the report's videos with --videos
+    OUT/videos (every variant, no checkpoint): the same metrics as generating and scoring in one run."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run_eval(setup, whole, "--checkpoint", str(setup["ckpt"]), "--combos", "camera") == 0
+    assert run_eval(setup, split, "--checkpoint", str(setup["ckpt"]), "--combos", "camera", "--generate-only") == 0
+    assert not (split / "metrics.json").exists()
+    assert run_eval(setup, split, "--videos", str(split / "videos"), "--combos", "camera") == 0
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, split))
+    assert set(b["combos"]["camera"]) == {"given", "withheld", "other-path"}
+    assert b["combos"] == a["combos"] and b["effect"] == a["effect"]
+    (split / "videos" / "camera-001" / "given.mp4").unlink()  # a report folder without the case's own video
+    assert run_eval(setup, tmp_path / "o", "--videos", str(split / "videos"), "--combos", "camera") == 2
+
+
 def test_scoring_the_ground_truth(setup: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "gt"
     assert run_eval(setup, out, "--videos", str(setup["bench"])) == 0

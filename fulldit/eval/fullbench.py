@@ -314,9 +314,7 @@ def run(
     if (checkpoint is None) == (videos is None):
         raise InputError("give exactly one of --checkpoint (generate) or --videos (score existing videos)")
     info, chosen = load_bench(bench, combos, cases)
-    if videos is not None:
-        for c in chosen:  # every video is there before anything is scored or written
-            _external_video(Path(videos), c)
+    external = {c.id: _external_videos(Path(videos), c) for c in chosen} if videos is not None else {}
     by_combo: dict[str, list[Case]] = {}
     for c in chosen:
         by_combo.setdefault(c.combo, []).append(c)
@@ -334,7 +332,7 @@ def run(
         for frames, height, width in {(c.clip.num_frames, *c.clip.video.shape[2:]) for c in chosen}:
             pipe.check_size(frames, height, width, f"{bench}: the cases' videos")
     scorer = Scorer(depth_estimator, "cpu", clip_model, identity_model, attribute_model) if score else None
-    jobs = [(c, v) for group in by_combo.values() for c in group for v in (variants(c) if pipe else ["given"])]
+    jobs = [(c, v) for group in by_combo.values() for c in group for v in (variants(c) if pipe else external[c.id])]
     results: dict[str, dict[str, dict[str, float]]] = {}
     for case, variant in tqdm(jobs, desc="fullbench", unit="video"):
         score_path = out / "scores" / case.id / f"{variant}.json"
@@ -349,7 +347,7 @@ def run(
                     fields["steps"] = steps
                 write_video(video_path, pipe.generate(**fields), fps=float(info.get("fps", 8)))
         else:
-            video_path = _external_video(Path(videos), case)
+            video_path = external[case.id][variant]
         if scorer is None:  # --generate-only: videos now (e.g. on a GPU), scores later (e.g. where SfM runs)
             continue
         video = read_video(video_path)[: case.clip.num_frames]
@@ -365,12 +363,19 @@ def run(
     return metrics
 
 
-def _external_video(videos: Path, case: Case) -> Path:
-    """DIR/<case>.mp4, or a benchmark folder's own clips/<case>/video.mp4 (to score the ground truth)."""
+def _external_videos(videos: Path, case: Case) -> dict[str, Path]:
+    """The videos to score for a case, by variant: a report's DIR/<case>/<variant>.mp4 (what `--generate-only`
+    wrote, e.g. on a GPU machine without SfM), else DIR/<case>.mp4 or a benchmark folder's own
+    clips/<case>/video.mp4 (to score the ground truth) as "given"."""
+    if (videos / case.id).is_dir():
+        found = {v: videos / case.id / f"{v}.mp4" for v in variants(case) if (videos / case.id / f"{v}.mp4").is_file()}
+        if "given" not in found:
+            raise InputError(f"{videos / case.id}: no given.mp4 (a report's videos: <case>/<variant>.mp4)")
+        return found
     for path in (videos / f"{case.id}.mp4", videos / "clips" / case.id / "video.mp4"):
         if path.is_file():
-            return path
-    raise InputError(f"{videos}: no video for case {case.id} (expected {case.id}.mp4)")
+            return {"given": path}
+    raise InputError(f"{videos}: no video for case {case.id} (expected {case.id}.mp4 or {case.id}/given.mp4)")
 
 
 LOWER_IS_BETTER = {"rot_err", "trans_err", "cammc", "flow_epe", "depth_abs_rel", "depth_inv_mae", "smoothness"}
