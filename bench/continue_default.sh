@@ -5,8 +5,8 @@
 #      short warm-up, cosine over STEPS), new world seeds, validation on unseen worlds every VALIDATE steps
 #      (the curve that decides, since the loss is dominated by high-noise timesteps), stopped by MINUTES;
 #   3. FullBench-Synth videos of the result: the first CASES cases of camera, depth, identity and their triple,
-#      generated here (`--generate-only`); score them where pycolmap is installed (the GPU machine lacks it) with
-#      the same eval command without --generate-only, the bench folder and videos copied there.
+#      generated here (`--generate-only`); score them where pycolmap is installed (the GPU machine lacks it):
+#      `fulldit eval --videos REPORT/videos --bench BENCH --out REPORT --cases CASES --combos ...` (no checkpoint).
 #   bash bench/continue_default.sh WORK STEPS|auto MINUTES [train overrides...]
 # STEPS=auto sizes the cosine schedule to end with MINUTES: RATE steps/s (synth-s16 at batch 64 on one H200: 1.4,
 # phase 6's median), ~1.3 minutes of compilation, ~15 s per validation of 16 worlds. Phases 5 and 6 sized it from
