@@ -9,16 +9,18 @@
 #      `fulldit eval --videos REPORT/videos --bench BENCH --out REPORT --cases CASES --combos ...` (no checkpoint).
 #   bash bench/continue_default.sh WORK STEPS|auto MINUTES [train overrides...]
 # STEPS=auto sizes the cosine schedule to end with MINUTES: RATE steps/s (synth-s16 at batch 64 on one H200: 1.4,
-# phase 6's median), ~1.3 minutes of compilation, ~15 s per validation of 16 worlds. Phases 5 and 6 sized it from
-# an earlier, slower rate and ended minutes early.
+# phase 6's median; phase 8 ran at 1.2 beside the CPU render of the benchmark), ~1.3 minutes of compilation, ~22 s
+# per validation of 16 worlds (three tasks since phase 8). Phases 5 and 6 sized it from an earlier, slower rate and
+# ended minutes early; phases 7 and 8 from a faster one and stopped at their limit before the cosine's end.
 # DEFAULT, CONFIG, DEVICE, VALIDATE, CASES (0: no FullBench), COMBOS (FullBench combinations), SEED (first world seed
-# of the new data: phases 6 and 7 used 13,000,000+ and 17,000,000+; give each phase its own), RATE.
+# of the new data: phases 6-8 used 13,000,000+, 17,000,000+, 21,000,000+; give each phase its own), RATE, NAME (the run
+# column of WORK/scalars.csv, every tensorboard scalar of the run: bench/scalars_csv.py).
 set -euo pipefail
 W=${1:?work folder}; STEPS=${2:?steps of the cosine schedule}; MINUTES=${3:?wall-time limit}; shift 3
 DEFAULT=${DEFAULT:-checkpoints/default}; CONFIG=${CONFIG:-configs/synth-s16.yaml}; DEVICE=${DEVICE:-cuda}
-VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-21000000}; RATE=${RATE:-1.4}
+VALIDATE=${VALIDATE:-400}; CASES=${CASES:-16}; SEED=${SEED:-33000000}; RATE=${RATE:-1.4}
 if [ "$STEPS" = auto ]; then
-  STEPS=$(python -c "print(max(1, int(($MINUTES - 1.3) * 60 / (1 / $RATE + 15 / $VALIDATE))))")
+  STEPS=$(python -c "print(max(1, int(($MINUTES - 1.3) * 60 / (1 / $RATE + 22 / $VALIDATE))))")
 fi
 COMBOS=${COMBOS:-"camera depth identity camera+identity+depth"}
 mkdir -p "$W"
@@ -36,6 +38,7 @@ python -m fulldit.cli train --config "$CONFIG" --out "$W/run" --device "$DEVICE"
   train.steps="$STEPS" train.max_minutes="$MINUTES" train.validate_every="$VALIDATE" train.validate_clips=16 \
   train.data.seed="$SEED" train.sample_every=0 train.log_every=25 "$@" > "$W/train.log" 2>&1
 note "trained: $(tail -n 1 "$W/run/validation.jsonl")"
+python bench/scalars_csv.py "$W/run" --name "${NAME:-run}" --out "$W/scalars.csv"  # small: travels back with the weights
 wait
 if [ "$CASES" -gt 0 ]; then
   python -m fulldit.cli eval --checkpoint "$W/run/model" --bench "$W/fullbench" --out "$W/report" --cases "$CASES" \

@@ -279,6 +279,22 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
         assert -1 <= r["identity_gain"] <= 1  # a difference of two palette fractions
     clip = validation_clips(1, 4, 32, 32)[0]
     assert clip.meta["seed"] == VALIDATION_SEED_BASE and VALIDATION_SEED_BASE > 10**9  # far above training indices
+    # bench/scalars_csv.py: the run's tensorboard scalars as the small CSV that travels back from a GPU machine
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scalars_csv", Path(__file__).parents[1] / "bench" / "scalars_csv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(run), "--name", "v", "--out", str(tmp_path / "s.csv")]) == 0
+    table = list(csv.DictReader((tmp_path / "s.csv").open()))
+    steps = {tag: [int(r["step"]) for r in table if r["tag"] == tag] for tag in {r["tag"] for r in table}}
+    assert steps["loss/all"] == [1, 2, 3] and steps["validation/identity_gain"] == [2, 3]
+    valid = {int(r["step"]): float(r["value"]) for r in table if r["tag"] == "validation/psnr_all"}
+    assert valid == pytest.approx({r["step"]: r["psnr_all"] for r in rows}, rel=1e-6)  # the numbers of the JSON
+    assert {r["run"] for r in table} == {"v"}
+    with pytest.raises(InputError, match="no tensorboard event files"):
+        module.scalar_rows(tmp_path / "empty", "x")
 
 
 def test_x0_error_diagnostic_reads_the_network_and_keeps_the_given_frame() -> None:
