@@ -19,49 +19,9 @@ import json
 
 import torch
 
-from fulldit.conditions.frames import frame_timesteps, known_latents, replace_frames
-from fulldit.data import Clip
 from fulldit.eval.video_metrics import psnr
-from fulldit.flow import interpolate
-from fulldit.generate import Pipeline, Request, branch_inputs
-from fulldit.train.validate import validation_clips
-
-
-@torch.no_grad()
-def x0_estimate(pipe: Pipeline, clip: Clip, t: float, task: str, seed: int = 0) -> torch.Tensor:
-    """The network's clean-clip estimate (F, 3, H, W) in [0, 1] from the truth noised to time t, for `task`."""
-    names = pipe.config.model.conditions
-    frames = clip.video.shape[0]
-    if task == "all":
-        req = Request(
-            prompt=clip.caption,
-            camera=clip.camera if "camera" in names else None,
-            references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else [],
-            depth=clip.depth if "depth" in names else None,
-            first_frame=clip.video[0],
-            frames=frames,
-            seed=seed,
-        )
-    else:
-        req = Request(prompt=clip.caption, frames=frames, seed=seed)
-    req = pipe._resolve(req)
-    cond = pipe.condition_inputs(req)
-    inputs = branch_inputs(cond, torch.ones(1, dtype=torch.bool, device=pipe.device)) if cond else {}
-    context, mask = pipe.text_encoder.encode([req.prompt])
-    video = clip.video.permute(1, 0, 2, 3)[None].to(pipe.device) * 2 - 1  # (1, 3, F, H, W) in [-1, 1]
-    x0 = pipe.codec.encode(video).float()
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(pipe.device)
-    known = torch.zeros(1, x0.shape[2], dtype=torch.bool, device=pipe.device)
-    clean = x0
-    if req.first_frame is not None:
-        clean, known = known_latents({0: req.first_frame.to(pipe.device)}, frames, pipe.codec)
-        clean, known = clean[None].to(pipe.device), known[None].to(pipe.device)
-    tt = frame_timesteps(torch.full((1,), t, device=pipe.device), known)  # (1, T)
-    x_t = replace_frames(interpolate(x0, noise, tt), clean, known)
-    out = pipe.model(x_t, tt, context.to(pipe.device), mask.to(pipe.device), inputs).float()
-    estimate = out if pipe.config.flow.prediction == "x0" else x_t - tt[:, None, :, None, None] * out
-    decoded = pipe.codec.decode(replace_frames(estimate, clean, known))[0]  # (3, F, H, W)
-    return ((decoded.permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()
+from fulldit.generate import Pipeline
+from fulldit.train.validate import validation_clips, x0_estimate
 
 
 def main() -> None:

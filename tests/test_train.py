@@ -274,8 +274,8 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps and at the end
     for r in rows:
-        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain"}  # tiny.yaml reads references
-        assert all(0 < r[k] < 100 for k in ("psnr_all", "psnr_text"))
+        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1"}  # tiny reads references
+        assert all(0 < r[k] < 100 for k in ("psnr_all", "psnr_text", "x0_psnr_all_t1"))
         assert -1 <= r["identity_gain"] <= 1  # a difference of two palette fractions
     clip = validation_clips(1, 4, 32, 32)[0]
     assert clip.meta["seed"] == VALIDATION_SEED_BASE and VALIDATION_SEED_BASE > 10**9  # far above training indices
@@ -298,25 +298,27 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
 
 
 def test_x0_error_diagnostic_reads_the_network_and_keeps_the_given_frame() -> None:
-    """bench/x0_error.py: a velocity model's estimate x_t - t v tends to the truth as t -> 0 whatever the network
-    says; at t = 1 it is the network's own guess; with the first frame given, frame 0 is the truth exactly."""
+    """x0_estimate (validation's, bench/x0_error.py's): a velocity model's x_t - t v tends to the truth as t -> 0
+    whatever the network says; at t = 1 it is the network's own guess; with the first frame given, frame 0 is the
+    truth exactly."""
     import importlib.util
 
     from fulldit.generate import Pipeline
-    from fulldit.train.validate import validation_clips
+    from fulldit.train.validate import validation_clips, x0_estimate
     from tests.conftest import randomize, tiny_config
 
     spec = importlib.util.spec_from_file_location("x0_error", Path(__file__).parents[1] / "bench" / "x0_error.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    spec.loader.exec_module(module)  # the script imports (its estimate is validation's)
+    assert module.x0_estimate is x0_estimate
     pipe = Pipeline.from_config(tiny_config())
     randomize(pipe.model, std=0.05)
     clip = validation_clips(1, 4, 16, 16)[0]
-    near = module.x0_estimate(pipe, clip, 1e-4, "text")
-    far = module.x0_estimate(pipe, clip, 1.0, "text")
+    near = x0_estimate(pipe, clip, 1e-4, "text")
+    far = x0_estimate(pipe, clip, 1.0, "text")
     assert near.shape == far.shape == clip.video.shape
     assert (near - clip.video).abs().max() < 1e-2 < (far - clip.video).abs().max()
-    given = module.x0_estimate(pipe, clip, 1.0, "all")
+    given = x0_estimate(pipe, clip, 1.0, "all")
     torch.testing.assert_close(given[0], clip.video[0], atol=1e-5, rtol=0)
     assert (given[1:] - clip.video[1:]).abs().max() > 1e-2
 

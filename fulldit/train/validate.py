@@ -9,7 +9,10 @@ steps) from the EMA weights, scored against the ground-truth render of the same 
 - `identity`: the caption + the references, scored by FullBench's identity score (how much of each reference's
   palette the clip shows, `fulldit.eval.identity`) minus the same score of the caption-only clip: the paired gain
   that FullBench's identity bar reads, tracked during training because first frames can teach a model to ignore
-  its references (phase 7 of the default lost identity while every other condition improved).
+  its references (phase 7 of the default lost identity while every other condition improved);
+- `x0_psnr_all_t1`: one forward per clip: the network's clean-clip estimate from pure noise with everything `all`
+  gives, against the truth (frames after the first). Where sampling starts and the conditions decide the clip
+  (bench/x0_error.py: the default's samples stay ~0.6 dB below it), and free of the sampler's noise.
 
 The worlds have seeds from VALIDATION_SEED_BASE on: far above any training index, below the benchmark's seeds,
 so choosing a recipe by these numbers never looks at FullBench.
@@ -24,10 +27,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from fulldit.conditions.frames import frame_timesteps, known_latents, replace_frames
 from fulldit.data import Clip
 from fulldit.eval.identity import identity_score
 from fulldit.eval.video_metrics import psnr
-from fulldit.generate import Pipeline
+from fulldit.flow import interpolate
+from fulldit.generate import Pipeline, Request, branch_inputs
 from fulldit.model import FullDiT
 from fulldit.text_encoders import build_text_encoder
 from fulldit.train.state import split_state
@@ -49,8 +54,47 @@ def validation_clips(n: int, frames: int, height: int, width: int, device: torch
 
 
 @torch.no_grad()
+def x0_estimate(pipe: Pipeline, clip: Clip, t: float, task: str, seed: int = 0) -> torch.Tensor:
+    """The network's one-step clean-clip estimate (F, 3, H, W) in [0, 1] from the truth noised to time t, for `task`
+    ("all": every condition + the first frame; else the caption alone); conditional branch, no guidance."""
+    names = pipe.config.model.conditions
+    frames = clip.video.shape[0]
+    if task == "all":
+        req = Request(
+            prompt=clip.caption,
+            camera=clip.camera if "camera" in names else None,
+            references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else [],
+            depth=clip.depth if "depth" in names else None,
+            first_frame=clip.video[0],
+            frames=frames,
+            seed=seed,
+        )
+    else:
+        req = Request(prompt=clip.caption, frames=frames, seed=seed)
+    req = pipe._resolve(req)
+    cond = pipe.condition_inputs(req)
+    inputs = branch_inputs(cond, torch.ones(1, dtype=torch.bool, device=pipe.device)) if cond else {}
+    context, mask = pipe.text_encoder.encode([req.prompt])
+    video = clip.video.permute(1, 0, 2, 3)[None].to(pipe.device) * 2 - 1  # (1, 3, F, H, W) in [-1, 1]
+    x0 = pipe.codec.encode(video).float()
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(pipe.device)
+    known = torch.zeros(1, x0.shape[2], dtype=torch.bool, device=pipe.device)
+    clean = x0
+    if req.first_frame is not None:
+        clean, known = known_latents({0: req.first_frame.to(pipe.device)}, frames, pipe.codec)
+        clean, known = clean[None].to(pipe.device), known[None].to(pipe.device)
+    tt = frame_timesteps(torch.full((1,), t, device=pipe.device), known)  # (1, T)
+    x_t = replace_frames(interpolate(x0, noise, tt), clean, known)
+    out = pipe.model(x_t, tt, context.to(pipe.device), mask.to(pipe.device), inputs).float()
+    estimate = out if pipe.config.flow.prediction == "x0" else x_t - tt[:, None, :, None, None] * out
+    decoded = pipe.codec.decode(replace_frames(estimate, clean, known))[0]  # (3, F, H, W)
+    return ((decoded.permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()
+
+
+@torch.no_grad()
 def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float) -> dict[str, float]:
-    """Mean score of each task over the clips: {"psnr_all": dB, "psnr_text": dB[, "identity_gain": score]}.
+    """Mean score of each task over the clips: {"psnr_all": dB, "psnr_text": dB[, "identity_gain": score],
+    "x0_psnr_all_t1": dB}.
 
     identity_gain only where the model reads references. sampling: Request fields that override the checkpoint's
     sampler (steps, guidance, text_guidance, shift).
@@ -78,6 +122,8 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
             given = pipe.generate(prompt=clip.caption, references=refs, frames=frames, seed=seed, **sampling).cpu()
             gain = [identity_score(given, r) - identity_score(text, r) for r in refs]
             scores.setdefault("identity_gain", []).append(sum(gain) / len(gain))
+        estimate = x0_estimate(pipe, clip, 1.0, "all", seed)
+        scores.setdefault("x0_psnr_all_t1", []).append(psnr(estimate[1:], clip.video[1:]))
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
 
@@ -120,5 +166,5 @@ def write_validation(pipe: Pipeline, clips: list[Clip], out: Path, step: int, wr
         writer.add_scalar(f"validation/{name}", value, step)
     with open(out / "validation.jsonl", "a") as f:
         f.write(json.dumps({"step": step, **scores}) + "\n")
-    shown = ", ".join(f"{k} {v:.2f} dB" if k.startswith("psnr") else f"{k} {v:+.3f}" for k, v in scores.items())
+    shown = ", ".join(f"{k} {v:.2f} dB" if "psnr" in k else f"{k} {v:+.3f}" for k, v in scores.items())
     print(f"step {step}: validation {shown}", flush=True)
