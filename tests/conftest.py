@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 
 from fulldit.codecs import CodecConfig
 from fulldit.config import CameraConfig, FlowConfig, FullDiTConfig, ModelConfig, SampleConfig
 from fulldit.text_encoders import TextEncoderConfig
+
+
+def bench_script(name: str) -> ModuleType:
+    """bench/NAME.py loaded as a module (bench/ is scripts, not a package), to test its functions and main."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model_config(**kw) -> ModelConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ from fulldit.eval.depth_metrics import (
 )
 from fulldit.eval.depth_net import depth_loss
 from fulldit.world.clips import render_batch
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import bench_script
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +138,7 @@ def test_training_steps_reduce_the_loss(clips) -> None:
 
 
 def test_train_script_smoke(tmp_path: Path, capsys) -> None:
-    spec = importlib.util.spec_from_file_location("train_depth_net", ROOT / "bench" / "train_depth_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = bench_script("train_depth_net")
     out = tmp_path / "depth.safetensors"
     args = ["--steps", "3", "--size", "32", "--device", "cpu", "--out", str(out), "--batch", "8",
             "--frames-per-clip", "2", "--val-clips", "2", "--eval-clips", "3", "--eval-frames", "4"]  # fmt: skip

@@ -9,10 +9,8 @@ reference generates the backbone's own text-only clip; the no-gate start (FullDi
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -24,6 +22,7 @@ from fulldit.codecs.vae import WanVAECodec
 from fulldit.eval.fullbench import load_bench
 from fulldit.generate import Pipeline
 from fulldit.text_encoders import T5TextEncoder
+from tests.conftest import bench_script
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [f"{gate}-x{scale}" for gate in ("nogate", "separate", "lse") for scale in (1, 30)]
@@ -38,13 +37,6 @@ GATE_OVERRIDES = {"nogate": ["model.condition_gate=false"], "separate": ["model.
                   "lse": ["model.gate_merge=lse"]}  # fmt: skip
 
 
-def script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run(args: list[str]) -> None:
     assert fulldit([str(a) for a in args]) == 0, args
 
@@ -53,12 +45,12 @@ def run(args: list[str]) -> None:
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every stage of bench/standin_backbone.sh at toy sizes, its folder layout (WORK/vae, umt5, t2v, wan, fd, ...)."""
     w = tmp_path_factory.mktemp("standin")
-    table = script("standin_table")
-    script("train_wan_vae").main(["--device", "cpu", "--steps", "2", "--batch", "1", "--frames", "5", "--size", "32",
-                                  "--base-dim", "8", "--z-dim", "4", "--heldout", "1", "--stats-clips", "1",
-                                  "--warmup", "1", "--out", str(w / "vae")])  # fmt: skip
-    script("make_umt5").main(["--out", str(w / "umt5"), "--dim", "32", "--layers", "1", "--head-dim", "16",
-                              "--captions", "20"])  # fmt: skip
+    table = bench_script("standin_table")
+    bench_script("train_wan_vae").main(["--device", "cpu", "--steps", "2", "--batch", "1", "--frames", "5",
+                                        "--size", "32", "--base-dim", "8", "--z-dim", "4", "--heldout", "1",
+                                        "--stats-clips", "1", "--warmup", "1", "--out", str(w / "vae")])  # fmt: skip
+    bench_script("make_umt5").main(["--out", str(w / "umt5"), "--dim", "32", "--layers", "1", "--head-dim", "16",
+                                    "--captions", "20"])  # fmt: skip
     run(["synth", "--bench", "--out", w / "fullbench", "--cases", "2", "--combos", "camera", "depth", "--frames", "5",
          "--size", "32x32", "--device", "cpu"])  # fmt: skip
     # 3 steps at lr 0.3: far enough from the zero-initialised block gates (adaLN-Zero) that attention, and so the
@@ -211,7 +203,10 @@ def test_configs_fit_the_converter() -> None:
     assert fine.text.dtype == t2v.text.dtype == "bfloat16"  # the converter's --text-dtype default
     assert fine.flow.prediction == t2v.flow.prediction == "velocity" and fine.codec.kind == t2v.codec.kind == "wan-vae"
     assert tcfg.steps % tcfg.save_every == 0 and tcfg.keep * tcfg.save_every >= tcfg.steps  # steps 100, 200, 400 kept
-    vae, umt5 = script("train_wan_vae").parse_args(["--out", "x"]), script("make_umt5").parse_args(["--out", "x"])
+    vae, umt5 = (
+        bench_script("train_wan_vae").parse_args(["--out", "x"]),
+        bench_script("make_umt5").parse_args(["--out", "x"]),
+    )
     assert (vae.z_dim, vae.frames, vae.size, umt5.dim) == (t2v.model.in_channels, 17, 128, t2v.model.text_dim)
     assert (t2v.sample.frames, t2v.sample.height) == (tcfg.data.frames, tcfg.data.height) == (17, 128)
 

@@ -20,6 +20,7 @@ from fulldit.train import state as train_state
 from fulldit.train.config import CurriculumConfig, Stage, TrainConfig, load_train_config
 from fulldit.train.curriculum import allowed_subsets, check_curriculum, draw_subset, stage_at
 from fulldit.train.loop import lr_at, train
+from tests.conftest import bench_script
 
 # tiny runs: 4 frames of 32x32 -> 2x4x4 = 32 video tokens; 16 depth tokens... all in fp32 on CPU
 FAST = [
@@ -281,11 +282,8 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
     assert clip.meta["seed"] == VALIDATION_SEED_BASE and VALIDATION_SEED_BASE > 10**9  # far above training indices
     # bench/scalars_csv.py: the run's tensorboard scalars as the small CSV that travels back from a GPU machine
     import csv
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("scalars_csv", Path(__file__).parents[1] / "bench" / "scalars_csv.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = bench_script("scalars_csv")
     assert module.main([str(run), "--name", "v", "--out", str(tmp_path / "s.csv")]) == 0
     table = list(csv.DictReader((tmp_path / "s.csv").open()))
     steps = {tag: [int(r["step"]) for r in table if r["tag"] == tag] for tag in {r["tag"] for r in table}}
@@ -301,16 +299,11 @@ def test_x0_error_diagnostic_reads_the_network_and_keeps_the_given_frame() -> No
     """x0_estimate (validation's, bench/x0_error.py's): a velocity model's x_t - t v tends to the truth as t -> 0
     whatever the network says; at t = 1 it is the network's own guess; with the first frame given, frame 0 is the
     truth exactly."""
-    import importlib.util
-
     from fulldit.generate import Pipeline
     from fulldit.train.validate import validation_clips, x0_estimate
     from tests.conftest import randomize, tiny_config
 
-    spec = importlib.util.spec_from_file_location("x0_error", Path(__file__).parents[1] / "bench" / "x0_error.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # the script imports (its estimate is validation's)
-    assert module.x0_estimate is x0_estimate
+    assert bench_script("x0_error").x0_estimate is x0_estimate  # the script imports; its estimate is validation's
     pipe = Pipeline.from_config(tiny_config())
     randomize(pipe.model, std=0.05)
     clip = validation_clips(1, 4, 16, 16)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -14,16 +13,12 @@ import torch
 from fulldit.codecs.vae import WanVAECodec
 from fulldit.train.validate import VALIDATION_SEED_BASE
 from fulldit.world.dataset import BENCH_SEED_BASE
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_wan_vae", ROOT / "bench" / "train_wan_vae.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("train_wan_vae")
 
 
 @pytest.mark.parametrize("spatial", [8, 4])
