@@ -1,11 +1,12 @@
-"""Sampler settings of a checkpoint scored on the validation worlds (issue #14): steps x guidance x text guidance.
+"""Sampler settings of a checkpoint scored on the validation worlds (issue #14): steps x guidance x text guidance x
+the guidance interval (guidance only at flow times t >= guidance_min_t: the later steps run one branch, not two).
 
 A weak model's samples can be hurt by its sampler (strong guidance over-sharpens and saturates; few steps blur).
 Each setting generates the same validation worlds (fulldit/train/validate.py: every condition + first frame, and
 the caption alone) from the same seeds, so the rows differ only in the sampler. Never FullBench's seeds.
 
     python bench/sample_sweep.py --checkpoint checkpoints/default --clips 32 --device cuda \
-        --steps 12 25 --guidance 1 2 3 --text-guidance 1 3
+        --steps 12 25 --guidance 1 2 3 --text-guidance 1 3 --guidance-min-t 0 0.6
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[25])
     p.add_argument("--guidance", type=float, nargs="+", default=[3.0])
     p.add_argument("--text-guidance", type=float, nargs="+", default=[3.0])
+    p.add_argument("--guidance-min-t", type=float, nargs="+", default=[0.0])
     args = p.parse_args()
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
     s = pipe.config.sample
     clips = validation_clips(args.clips, s.frames, s.height, s.width, args.device)
-    for steps, guidance, text_guidance in itertools.product(args.steps, args.guidance, args.text_guidance):
+    grid = itertools.product(args.steps, args.guidance, args.text_guidance, args.guidance_min_t)
+    for steps, guidance, text_guidance, min_t in grid:
         start = time.perf_counter()
-        scores = validate(pipe, clips, steps=steps, guidance=guidance, text_guidance=text_guidance)
-        row = {"checkpoint": args.checkpoint, "clips": len(clips), "steps": steps, "guidance": guidance,
-               "text_guidance": text_guidance, **{k: round(v, 3) for k, v in scores.items()},
-               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        sampler = dict(steps=steps, guidance=guidance, text_guidance=text_guidance, guidance_min_t=min_t)
+        scores = validate(pipe, clips, **sampler)
+        seconds = round(time.perf_counter() - start, 1)
+        row = {"checkpoint": args.checkpoint, "clips": len(clips), **sampler,
+               **{k: round(v, 3) for k, v in scores.items()}, "seconds": seconds}  # fmt: skip
         print(json.dumps(row), flush=True)
 
 

@@ -173,6 +173,13 @@ def add_generate(sub: Subparsers) -> None:
     p.add_argument("--guidance", type=SCALE, help="condition guidance scale (1 = off)")
     p.add_argument("--text-guidance", type=SCALE, help="text guidance scale (1 = off)")
     p.add_argument("--shift", type=POSITIVE, help="sampling timestep shift")
+    p.add_argument(
+        "--guidance-min-t",
+        type=number(float, 0, 1),
+        metavar="T",
+        help="guide only the steps at flow time >= T (1 = noise); the later ones run the conditioned branch alone, "
+        "saving its guidance passes (0 = every step)",
+    )
     p.add_argument("--seed", type=SEED, help="random seed")
     p.add_argument("--fps", type=POSITIVE, help="frame rate of the written video")
     p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the shipped default model)")
@@ -243,6 +250,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         guidance=args.guidance,
         text_guidance=args.text_guidance,
         shift=args.shift,
+        guidance_min_t=args.guidance_min_t,
         seed=args.seed,
     )
     video = pipe.generate(req, progress=True)
@@ -288,7 +296,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(f"flow         predicts {cfg.flow.prediction}")
     print(
         f"defaults     {s.frames} frames at {s.width}x{s.height}, {s.steps} steps, shift {s.shift}, "
-        f"guidance {s.guidance} / text {s.text_guidance}"
+        f"guidance {s.guidance} / text {s.text_guidance}" + (f" at t >= {s.guidance_min_t}" if s.guidance_min_t else "")
     )
     if card.is_file():
         print(f"model card   {card}")
@@ -585,6 +593,14 @@ def add_convert(sub: Subparsers) -> None:
         "default: the backbone's output until trained, FullDiT's attention once open), through zero gates on a "
         "second softmax (separate, as adapters), or appended without a gate as FullDiT does (none)",
     )
+    p.add_argument(
+        "--gate-init",
+        type=number(float, 0, 1),
+        default=0.0,
+        metavar="G",
+        help="--from wan2.1: the gates' start (default 0: the backbone exactly, but a closed gate passes the "
+        "condition modules no gradient; a small value such as 0.05 lets them learn from the first step)",
+    )
     p.add_argument("--shard-mb", type=POSITIVE, help="output shard size in MB (default: the repository's 14)")
 
 
@@ -632,9 +648,12 @@ def cmd_convert(args: argparse.Namespace) -> None:
         args.seed,
         shard,
         args.gate,
+        args.gate_init,
     )
     m = cfg.model
     how = f"gated off until trained, {m.gate_merge} merge" if m.condition_gate else "no gate: they act at once"
+    if args.gate_init:
+        how = f"gates at {args.gate_init:g}, {m.gate_merge} merge"
     print(
         f"wrote {args.out}: Wan2.1 dim {m.dim}, {m.layers} layers, {m.heads} heads + conditions "
         f"{', '.join(m.conditions) or 'none'} ({how}); VAE {cfg.codec.path}, text {cfg.text.path}"

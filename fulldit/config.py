@@ -195,6 +195,7 @@ class SampleConfig:
     shift: float = 3.0
     guidance: float = 3.0  # condition scale
     text_guidance: float = 3.0
+    guidance_min_t: float = 0.0  # guidance only at flow times t >= this; below, the first branch alone (0: always)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -204,6 +205,7 @@ class SampleConfig:
         check(self.shift > 0, "sample.shift", self.shift, "must be positive")
         check(self.guidance >= 0, "sample.guidance", self.guidance, "must be at least 0 (1 = off)")
         check(self.text_guidance >= 0, "sample.text_guidance", self.text_guidance, "must be at least 0 (1 = off)")
+        check(0 <= self.guidance_min_t <= 1, "sample.guidance_min_t", self.guidance_min_t, "must be in [0, 1]")
         check(0 <= self.seed < SEED_LIMIT, "sample.seed", self.seed, "must be in [0, 2**63)")
 
 

@@ -36,7 +36,7 @@ from fulldit.conditions.frames import known_latents
 from fulldit.config import SEED_LIMIT, FullDiTConfig, naming
 from fulldit.errors import InputError
 from fulldit.flow import euler_sample, sampling_times, to_velocity
-from fulldit.model import FullDiT
+from fulldit.model import ConditionCache, FullDiT
 from fulldit.parallel import Parallel
 from fulldit.text_encoders import TextEncoder, build_text_encoder
 from fulldit.video_io import (
@@ -71,6 +71,7 @@ class Request:
     guidance: float | None = None
     text_guidance: float | None = None
     shift: float | None = None
+    guidance_min_t: float | None = None
     seed: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -124,6 +125,28 @@ def branch_inputs(cond: dict[str, ConditionInput], on: torch.Tensor) -> dict[str
         present = inp.present.expand(n, *inp.present.shape[1:]) & on.view(n, *[1] * (inp.present.ndim - 1))
         out[name] = ConditionInput(inp.value.expand(n, *inp.value.shape[1:]), present)
     return out
+
+
+@dataclass
+class Branches:
+    """The guidance rows one model call evaluates: text features (n, Lt, C) and mask, conditions (or their cache),
+    and the weights (n, 1, 1, 1, 1) of the rows' velocities in the guided sum."""
+
+    context: torch.Tensor
+    context_mask: torch.Tensor
+    inputs: dict[str, ConditionInput]
+    cache: ConditionCache | None
+    weights: torch.Tensor
+
+    def unweighted(self, index: list[int]) -> Branches:
+        """The rows `index` alone, each with weight 1 (an unguided step runs the first branch only)."""
+        w = torch.ones_like(self.weights[: len(index)])
+        if index == list(range(len(self.weights))):  # all of them: no copies
+            return replace(self, weights=w)
+        i = torch.tensor(index, dtype=torch.long, device=self.weights.device)
+        inputs = {k: ConditionInput(v.value[i], v.present[i]) for k, v in self.inputs.items()}
+        cache = None if self.cache is None else self.cache.rows(i)
+        return Branches(self.context[i], self.context_mask[i], inputs, cache, w)
 
 
 def guidance_branches(has_conditions: bool, guidance: float, text_guidance: float) -> list[tuple[bool, bool, float]]:
@@ -233,7 +256,7 @@ class Pipeline:
     def _resolve(self, req: Request) -> Request:
         """Fill unset fields from the checkpoint's sampling defaults and check sizes against the codec."""
         s = self.config.sample
-        names = ["frames", "height", "width", "steps", "guidance", "text_guidance", "shift", "seed"]
+        names = ["frames", "height", "width", "steps", "guidance", "text_guidance", "shift", "guidance_min_t", "seed"]
         req = replace(req, **{k: getattr(s, k) for k in names if getattr(req, k) is None})
         self.check_size(req.frames, req.height, req.width)
         if req.steps < 1:
@@ -242,6 +265,8 @@ class Pipeline:
             value = getattr(req, name)
             if not (math.isfinite(value) and (value > 0 if name == "shift" else value >= 0)):
                 raise InputError(f"{name} {value}: must be a finite number {'> 0' if name == 'shift' else '>= 0'}")
+        if not 0 <= req.guidance_min_t <= 1:
+            raise InputError(f"guidance_min_t {req.guidance_min_t}: must be a flow time in [0, 1]")
         if not 0 <= req.seed < SEED_LIMIT:
             raise InputError(f"seed {req.seed}: must be in [0, 2**63)")
         return req
@@ -298,6 +323,8 @@ class Pipeline:
         on = torch.tensor([c for _, c, _ in rows], dtype=torch.bool, device=self.device)
         inputs = branch_inputs(cond, on) if bool(on.any()) else {}
         weights = torch.tensor([w for _, _, w in rows], device=self.device).view(n, 1, 1, 1, 1)
+        # below guidance_min_t only the first, most conditioned branch runs, unweighted (guidance interval)
+        first = [j for j, i in enumerate(mine) if i == 0]
 
         # 2. Noise, frame constraints, and (isolated layout) the condition keys/values, computed once.
         lat_t = self.codec.latent_frames(req.frames)
@@ -312,14 +339,20 @@ class Pipeline:
         cache = None
         if use_cache and self.config.model.attention == "isolated" and inputs:
             cache = self.model.condition_cache(inputs, grid, context, context_mask, parallel=seq)
+        guided = Branches(context, context_mask, inputs, cache, weights)
+        unguided = guided.unweighted(first)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if n == 0:  # more guidance groups than branches: this rank adds nothing
+            r = guided if float(t.max()) >= req.guidance_min_t else unguided
+            m = r.context.shape[0]
+            if m == 0:  # more guidance groups than branches, or an unguided step without the first: adds nothing
                 v = torch.zeros_like(x, dtype=torch.float32)
             else:
-                xb, tb = x.expand(n, -1, -1, -1, -1), t.expand(n, -1)
-                out = self.model(xb, tb, context, context_mask, None if cache else inputs, cache, parallel=seq)
-                v = (to_velocity(out.float(), xb.float(), tb, self.config.flow) * weights).sum(0, keepdim=True)
+                xb, tb = x.expand(m, -1, -1, -1, -1), t.expand(m, -1)
+                out = self.model(
+                    xb, tb, r.context, r.context_mask, None if r.cache else r.inputs, r.cache, parallel=seq
+                )
+                v = (to_velocity(out.float(), xb.float(), tb, self.config.flow) * r.weights).sum(0, keepdim=True)
             return v if plan is None else plan.combine(v)
 
         # 3. Integrate the flow and decode.

@@ -189,7 +189,7 @@ def isolated_attention(
     return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
 
 
-def gated_full_attention(
+def gated_attention(
     block: Block,
     qv: Tensor,
     kv: Tensor,
@@ -199,31 +199,18 @@ def gated_full_attention(
     vc: Tensor,
     s: StepInputs,
     merge: VideoMerge,
+    isolated: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    """`full` with `condition_gate` (converted Wan2.1 backbones): the video reads the conditions through the gate
-    (`merge`: gate 0 is the backbone; `gated_video_attention` at gate 1 is `full_attention`); the conditions read
-    everything."""
+    """`condition_gate` (converted Wan2.1 backbones): the video reads the conditions through the gate (`merge`:
+    gate 0 is the backbone; `gated_video_attention` at gate 1 is `full_attention`); the conditions read the whole
+    sequence (`full`) or each only itself (`isolated`)."""
     out_v = merge(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
     if qc is None:
         return out_v, None
+    if isolated:
+        return out_v, each_condition_alone(qc, kc, vc, s)
     k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)  # (B, Nv + Nc, H, d)
     return out_v, attend(qc, k, v, s.sequence_keys).flatten(-2)
-
-
-def gated_isolated_attention(
-    block: Block,
-    qv: Tensor,
-    kv: Tensor,
-    vv: Tensor,
-    qc: Tensor | None,
-    kc: Tensor,
-    vc: Tensor,
-    s: StepInputs,
-    merge: VideoMerge,
-) -> tuple[Tensor, Tensor | None]:
-    """`isolated` with `condition_gate`: the video reads the conditions through the gate, each condition only itself."""
-    out_v = merge(block.gate(), qv, kv, vv, kc, vc, s.cond_keys)  # (B, Nv, H*d)
-    return out_v, None if qc is None else each_condition_alone(qc, kc, vc, s)
 
 
 def gated_video_attention(
@@ -261,10 +248,10 @@ def separate_video_attention(
 ATTENTION = {  # (model.attention, model.gate_merge, or None without condition_gate) -> the blocks' attention variant
     ("full", None): full_attention,
     ("isolated", None): isolated_attention,
-    ("full", "lse"): partial(gated_full_attention, merge=gated_video_attention),
-    ("isolated", "lse"): partial(gated_isolated_attention, merge=gated_video_attention),
-    ("full", "separate"): partial(gated_full_attention, merge=separate_video_attention),
-    ("isolated", "separate"): partial(gated_isolated_attention, merge=separate_video_attention),
+    ("full", "lse"): partial(gated_attention, merge=gated_video_attention, isolated=False),
+    ("isolated", "lse"): partial(gated_attention, merge=gated_video_attention, isolated=True),
+    ("full", "separate"): partial(gated_attention, merge=separate_video_attention, isolated=False),
+    ("isolated", "separate"): partial(gated_attention, merge=separate_video_attention, isolated=True),
 }
 
 
@@ -666,11 +653,17 @@ class FullDiT(nn.Module):
         packed = self.embed_conditions(conditions, grid)
         if packed is None:
             return None
-        b = context.shape[0]
-        s, _ = self.step_inputs(
-            torch.zeros(b, grid.t * grid.patch[0], device=context.device), grid, context, context_mask, packed
-        )
-        xc, kv = packed.tokens.to(self.patch_embedding.weight.dtype), []
+        # Only the samples with a real condition token run the blocks (a guidance branch without conditions has all
+        # its condition keys masked, so its keys/values are never read: it borrows a live sample's).
+        has = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
+        if packed.mask is not None:
+            has = packed.mask.any(1)  # (B,)
+        live = has.nonzero()[:, 0]
+        context, context_mask = context[live], None if context_mask is None else context_mask[live]
+        live_packed = packed.rows(live)
+        t = torch.zeros(len(live), grid.t * grid.patch[0], device=context.device)
+        s, _ = self.step_inputs(t, grid, context, context_mask, live_packed)
+        xc, kv = live_packed.tokens.to(self.patch_embedding.weight.dtype), []
         if parallel is not None:
             _, xc, s = parallel.shard(None, xc, s, grid, cached=False)
         last = self.last_condition_block()
@@ -680,7 +673,10 @@ class FullDiT(nn.Module):
                 continue
             kv_i, xc = block.condition_kv(xc, s, update=i < last)
             kv.append(kv_i)
-        return ConditionCache(packed=packed, kv=kv)
+        if len(live) == len(has):
+            return ConditionCache(packed=packed, kv=kv)
+        borrow = (has.cumsum(0) - 1).clamp_min(0)  # each sample -> its own live row, or a live row before it
+        return ConditionCache(packed=packed, kv=ConditionCache(live_packed, kv).rows(borrow).kv)
 
     def last_condition_block(self) -> int:
         """Index of the last block that reads condition tokens."""
@@ -699,3 +695,8 @@ class ConditionCache:
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in filter(None, self.kv))
+
+    def rows(self, index: Tensor) -> ConditionCache:
+        """The cache of the samples `index` (1-D) of the batch, in that order (e.g. one guidance branch)."""
+        kv = [None if kv_i is None else (kv_i[0][index], kv_i[1][index]) for kv_i in self.kv]
+        return ConditionCache(packed=self.packed.rows(index), kv=kv)

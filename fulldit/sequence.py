@@ -57,6 +57,11 @@ class Packed:
     def length(self) -> int:
         return self.tokens.shape[1]
 
+    def rows(self, index: torch.Tensor) -> Packed:
+        """The samples `index` (a 1-D index tensor) of the batch, in that order; the segments stay as they are."""
+        mask = None if self.mask is None else self.mask[index]
+        return Packed(self.tokens[index], self.pos[index], mask, self.names, self.bounds)
+
 
 def grid_positions(t: int, h: int, w: int, device: torch.device | None = None, t0: float = 0.0) -> torch.Tensor:
     """Positions (t*h*w, 3) of a (t, h, w) token grid in row-major (t, h, w) order, time offset by t0."""

@@ -7,7 +7,7 @@ import torch
 
 from fulldit.camera import build_path
 from fulldit.errors import InputError
-from fulldit.generate import Pipeline, Request, guidance_branches
+from fulldit.generate import Pipeline, Request, branch_inputs, guidance_branches
 from tests.conftest import randomize, tiny_config
 
 F, S = 4, 16
@@ -51,11 +51,61 @@ def test_each_condition_changes_the_video(name: str) -> None:
     assert (with_all - without).abs().mean() > 1e-3
 
 
-def test_cached_and_uncached_sampling_agree() -> None:
+@pytest.mark.parametrize("guidance", [2.0, 4.0])  # rows (text+conditions, neither); and one with conditions only
+def test_cached_and_uncached_sampling_agree(guidance: float) -> None:
     pipe = pipeline("isolated")
-    torch.testing.assert_close(
-        pipe.generate(full_request(), use_cache=True), pipe.generate(full_request(), use_cache=False), atol=1e-5, rtol=0
-    )
+    req = full_request(guidance=guidance, text_guidance=2.0)
+    cached, uncached = pipe.generate(req, use_cache=True), pipe.generate(req, use_cache=False)
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
+
+
+def test_condition_cache_runs_only_the_samples_with_conditions() -> None:
+    """A guidance row without conditions (every condition key masked) borrows a live row's keys/values: the cache
+    of the live rows is what they get alone, and the blocks ran on them only."""
+    pipe = pipeline("isolated")
+    model, cond = pipe.model, pipe.condition_inputs(pipe._resolve(full_request()))
+    grid = model.grid((1, pipe.config.model.in_channels, pipe.codec.latent_frames(F), *pipe.codec.latent_size(S, S)))
+    context, mask = pipe.text_encoder.encode(["a red sphere", "", "a cube"])
+    on = torch.tensor([True, False, True])
+    rows_seen = []
+    original = model.blocks[0].condition_kv
+    model.blocks[0].condition_kv = lambda xc, *a, **k: (rows_seen.append(xc.shape[0]), original(xc, *a, **k))[1]
+    cache = model.condition_cache(branch_inputs(cond, on), grid, context, mask)
+    assert rows_seen == [2] and cache.kv[0][0].shape[0] == 3 and cache.packed.tokens.shape[0] == 3
+    for row in (0, 2):
+        i = torch.tensor([row])
+        alone = model.condition_cache(branch_inputs(cond, on[i]), grid, context[i], mask[i])
+        for got, want in zip(cache.rows(i).kv, alone.kv):
+            torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=0)
+
+
+def test_guidance_interval_runs_the_conditioned_branch_alone_below_it() -> None:
+    """guidance_min_t 0.6 with 4 steps at shift 1 (t = 1, .75, .5, .25): two guided steps (both rows), then the
+    text + conditions row alone; 0 is every step guided, and a single unguided row ignores it."""
+    pipe = pipeline("isolated")
+    calls = []
+    forward = pipe.model.forward
+
+    def spy(x, t, context, context_mask=None, conditions=None, cache=None, parallel=None):
+        calls.append((x.shape[0], float(t.max()), context[0].abs().sum().item(), cache.packed.mask))
+        return forward(x, t, context, context_mask, conditions, cache, parallel)
+
+    pipe.model.forward = spy
+    req = full_request(steps=4, shift=1.0)
+    every = pipe.generate(req)
+    assert torch.equal(every, pipe.generate(req, guidance_min_t=0.0)) and [c[0] for c in calls] == [2] * 8
+    calls.clear()
+    interval = pipe.generate(req, guidance_min_t=0.6)
+    assert [(c[0], round(c[1], 2)) for c in calls] == [(2, 1.0), (2, 0.75), (1, 0.5), (1, 0.25)]
+    prompt_features = calls[0][2]
+    assert all(c[2] == prompt_features for c in calls)  # the first row, the prompt's, leads every call
+    assert all(c[3] is None or bool(c[3][0].any()) for c in calls)  # and has its conditions
+    assert (interval - every).abs().mean() > 1e-4
+    single = full_request(steps=4, shift=1.0, guidance=1.0, text_guidance=1.0)
+    assert torch.equal(pipe.generate(single), pipe.generate(single, guidance_min_t=0.6))
+    with pytest.raises(InputError, match="guidance_min_t 1.5"):
+        pipe.generate(req, guidance_min_t=1.5)
 
 
 def test_frame_conditions_are_kept_exactly() -> None:
