@@ -7,17 +7,21 @@
 #   4. fulldit convert --from fulldit RUN/model --to wan2.1: Wan2.1's own release layout (vae/, text_encoder/ beside);
 #   5. fulldit convert --from wan2.1 WAN --vae WAN/vae --text-encoder WAN: the user's conversion, with conditions
 #      camera, reference, depth behind closed gates; and again with --gate none: the same condition modules appended
-#      without a gate (FullDiT's conditions, acting from the start: the no-gate variant's start);
+#      without a gate (FullDiT's conditions, acting from the start: the no-gate variant's start); and again with
+#      --gate-init GATE_INIT: the lse gates ajar (a closed gate passes the condition modules no gradient at all);
 #   6. fulldit train configs/standin-fulldit.yaml per variant, GATES x SCALES: nogate (model.condition_gate=false),
-#      separate (model.gate_merge=separate), lse (the default) at train.new_module_lr_scale 1 and 30, FT_STEPS steps,
-#      a checkpoint every SAVE_EVERY; PARALLEL variants at a time (each is small: the GPU has room);
+#      separate (model.gate_merge=separate), lse (the default), lse-open (lse from the ajar conversion, its gates
+#      at the backbone's rate so they cannot close before the modules are of use: a condition key can win attention
+#      mass through its logits at any g > 0) at train.new_module_lr_scale 1 and 30, FT_STEPS steps, a checkpoint
+#      every SAVE_EVERY; PARALLEL variants at a time (each is small: the GPU has room);
 #   7. per variant and saved step in EVAL_STEPS: `fulldit eval --generate-only` on FullBench-Synth camera and depth
 #      (CASES cases; videos only: the GPU machine lacks pycolmap) and bench/standin_table.py textonly (CLIPS
 #      captions, text alone, against the backbone's own clips of the same prompts and seeds: the drift);
-#   8. WORK/results/*.tar.gz: everything but weights, at most 7 files of a few MB (the device returns <= 8 files of
-#      16 MiB): common.tar.gz (logs, plan, JSON, configs, the benchmark) and eval-<variant>.tar.gz (videos, drift).
+#   8. WORK/results/: everything but weights, in files of at most 15 MiB (the device returns <= 8 files of 16 MiB,
+#      <= 64 MiB a call): common.tar.gz (logs, plan, JSON, configs, the benchmark) and eval.tar.gz.part-aa, -ab, ...
+#      (every variant's videos and drift; `cat eval.tar.gz.part-* | tar -xzf - -C WORK`).
 # Every stage is skipped when its output exists, and the trainings resume from their checkpoints, so a re-run after
-# a stop continues. Then, on a CPU machine with pycolmap (unpack the tarballs into WORK):
+# a stop continues. Then, on a CPU machine with pycolmap (unpack into WORK):
 #   python bench/standin_table.py score --bench WORK/fullbench WORK/eval/*/step*
 #   python bench/standin_table.py table WORK          # WORK/table.md: the BENCHMARKS.md "stand-in backbone" table
 #
@@ -29,12 +33,13 @@
 # (each call keeps the machine), and bring the results back from the last call:
 #   setsid nohup bash bench/standin_backbone.sh /root/standin > /root/standin.out 2>&1 &
 #   sleep 540; tail -n 3 /root/standin/plan.txt                 # next calls, until plan.txt says "done"
-#   cp /root/standin/results/* $OUT/
+#   cp /root/standin/results/* $OUT/                          # ≤ 64 MiB a call: the parts over two calls if more
 # Planned on one H200 (rates not measured yet: each stage logs its own, WORK/plan.txt its wall time): VAE 4 + 0.5
-# min, backbone 8 + 1, export/convert 0.5, six fine-tunes and their evaluation ~8 (two waves of three), ~22 in all.
-# Environment: DEVICE (cuda), PARALLEL (3), VAE_ARGS, UMT5_ARGS, T2V_ARGS and FT_ARGS (extra arguments / overrides),
+# min, backbone 8 + 1, export/convert 0.5, eight fine-tunes and their evaluation ~10 (two waves of four), ~24 in all.
+# Environment: DEVICE (cuda), PARALLEL (4), VAE_ARGS, UMT5_ARGS, T2V_ARGS and FT_ARGS (extra arguments / overrides),
 # T2V_STEPS (auto: RATE steps/s x the minutes; RATE 4, a guess at batch 64 bounded by rendering + VAE encoding),
-# FT_STEPS (400), SAVE_EVERY (100), EVAL_STEPS ("100 200 400"), GATES ("nogate separate lse"), SCALES ("1 30"),
+# FT_STEPS (400), SAVE_EVERY (100), EVAL_STEPS ("100 200 400"), GATES ("nogate separate lse lse-open"),
+# GATE_INIT (0.05), SCALES ("1 30"),
 # CASES (8 per combination), CLIPS (8 text-only prompts), SAMPLE_STEPS (20). TINY=1: toy sizes on the CPU, a smoke
 # run of every stage (6 minutes on 2 busy cores; PARALLEL_TINY, TINY_EVAL_STEPS); tests/test_standin.py runs the same
 # pieces in-process.
@@ -48,21 +53,25 @@ note() { local t=$(($(date +%s) - START)); echo "$(date +%T) [$((t / 60))m$((t %
 
 pack() {  # stage 8: small files only (no safetensors: the weights stay on the machine)
   local common=(plan.txt logs table.md table.jsonl vae/config.json vae/train_log.json umt5 t2v/validation.jsonl
-                t2v/model/config.json wan/config.json fd/config.json fd-nogate/config.json fullbench eval/backbone)
+                t2v/model/config.json wan/config.json fd/config.json fd-nogate/config.json fd-open/config.json
+                fullbench eval/backbone)
   local have=() f
   for f in "${common[@]}"; do [ -e "$W/$f" ] && have+=("$f"); done
   tar -C "$W" --exclude='*.safetensors' -czf "$W/results/common.tar.gz" "${have[@]}"
-  for f in "$W"/eval/*-x*; do
-    [ -d "$f" ] && tar -C "$W" --exclude='*.safetensors' -czf "$W/results/eval-$(basename "$f").tar.gz" "eval/$(basename "$f")"
-  done
+  rm -f "$W"/results/eval.tar.gz.part-*
+  local evals=() f
+  for f in "$W"/eval/*-x*; do [ -d "$f" ] && evals+=("eval/$(basename "$f")"); done
+  if [ ${#evals[@]} -gt 0 ]; then  # one stream in 15 MiB parts: any number of variants in few returned files
+    tar -C "$W" --exclude='*.safetensors' -czf - "${evals[@]}" | split -b 15M - "$W/results/eval.tar.gz.part-"
+  fi
   note "packed: $(cd "$W/results" && du -h -- * | tr '\t\n' ' ')"
 }
 if [ "${2:-}" = pack ]; then pack; exit 0; fi
 VAE_MIN=${2:-4}; T2V_MIN=${3:-8}
 
-DEVICE=${DEVICE:-cuda}; PARALLEL=${PARALLEL:-3}; RATE=${RATE:-4}
+DEVICE=${DEVICE:-cuda}; PARALLEL=${PARALLEL:-4}; RATE=${RATE:-4}
 FT_STEPS=${FT_STEPS:-400}; SAVE_EVERY=${SAVE_EVERY:-100}; EVAL_STEPS=${EVAL_STEPS:-"100 200 400"}
-GATES=${GATES:-"nogate separate lse"}; SCALES=${SCALES:-"1 30"}
+GATES=${GATES:-"nogate separate lse lse-open"}; SCALES=${SCALES:-"1 30"}; GATE_INIT=${GATE_INIT:-0.05}
 CASES=${CASES:-8}; CLIPS=${CLIPS:-8}; SAMPLE_STEPS=${SAMPLE_STEPS:-20}
 FRAMES=17; SIZE=128; MODEL=()
 VAE_ARGS=${VAE_ARGS:-}; UMT5_ARGS=${UMT5_ARGS:-}; T2V_ARGS=${T2V_ARGS:-}; FT_ARGS=${FT_ARGS:-}
@@ -130,6 +139,10 @@ if [ ! -f "$W/fd-nogate/config.json" ]; then
   fulldit convert --from wan2.1 "$W/wan" --vae "$W/wan/vae" --text-encoder "$W/wan" --gate none --out "$W/fd-nogate" \
     > "$W/logs/convert-nogate.log" 2>&1
 fi
+if [ ! -f "$W/fd-open/config.json" ]; then
+  fulldit convert --from wan2.1 "$W/wan" --vae "$W/wan/vae" --text-encoder "$W/wan" --gate-init "$GATE_INIT" \
+    --out "$W/fd-open" > "$W/logs/convert-open.log" 2>&1
+fi
 
 wait  # the benchmark
 [ -f "$W/fullbench/bench.json" ] || { note "benchmark failed: $W/logs/bench.log"; exit 1; }
@@ -148,6 +161,7 @@ variant() {
     nogate) init=$W/fd-nogate; over=(model.condition_gate=false) ;;
     separate) over=(model.gate_merge=separate) ;;
     lse) over=(model.gate_merge=lse) ;;
+    lse-open) init=$W/fd-open; over=(model.gate_merge=lse "train.new_modules=[conditions]") ;;
     *) echo "unknown gate $gate" >&2; return 1 ;;
   esac
   export OMP_NUM_THREADS=4

@@ -18,7 +18,7 @@ with `fulldit eval --generate-only`); this script holds the pieces that are not 
                            per variant and step, the camera's flow error vs another path, depth's error vs without,
                            the gates, the text-only drift; WORK/table.md and WORK/table.jsonl
 
-Variant folders are named `<gate>-x<new-module lr scale>` (nogate-x30, separate-x1, lse-x30, ...).
+Variant folders are named `<gate>-x<new-module lr scale>` (nogate-x30, separate-x1, lse-x30, lse-open-x1, ...).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from fulldit.errors import InputError
 from fulldit.eval.fullbench import Case, load_bench
 from fulldit.eval.video_metrics import PSNR_CAP, psnr
 
-GATES = ("nogate", "separate", "lse")  # table order: (a) no gate, (b) separate softmax, (c) log-sum-exp
+GATES = ("nogate", "separate", "lse", "lse-open")  # table order: (a) no gate, (b) separate softmax, (c) log-sum-exp,
+# (c) with its gates starting ajar (`convert --gate-init`: closed gates pass the condition modules no gradient)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "standin-fulldit.yaml"
 
 

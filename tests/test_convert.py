@@ -245,6 +245,36 @@ def test_convert_gate_choices(wan_dir: Path, converted: Path, tmp_path: Path, ca
     assert not (tmp_path / "bad").exists()
 
 
+def test_convert_gate_init(wan_dir: Path, converted: Path, tmp_path: Path, capsys) -> None:
+    """--gate-init 0.05: the same model with every gate at 0.05, its conditions acting a little from the start
+    (the condition modules get gradient at once); an init without a gate, or outside [0, 1], is refused."""
+    base = ["convert", "--from", "wan2.1", str(wan_dir), "--dtype", "float32", "--text-dtype", "float32"]
+    assert main([*base, "--out", str(tmp_path / "open"), "--gate-init", "0.05"]) == 0
+    assert "gates at 0.05" in capsys.readouterr().out
+    closed, ajar = load_model(converted), load_model(tmp_path / "open")
+    gates = {k: v for k, v in ajar.state_dict().items() if k.endswith("cond_gate")}
+    assert len(gates) == len(ajar.blocks) and all(torch.equal(v, torch.full_like(v, 0.05)) for v in gates.values())
+    x, context = inputs()
+    t = torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        backbone = closed(x, t, context, conditions=condition_inputs([True, True]))
+        given = ajar(x, t, context, conditions=condition_inputs([True, True]))
+    assert 0 < (given - backbone).abs().max() < (backbone.abs().max() * 0.2)  # acting, a little
+
+    def largest_condition_grad(model: torch.nn.Module) -> float:
+        model.train()
+        model(x, t, context, conditions=condition_inputs([True, True])).square().mean().backward()
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith("conditions.") and p.grad is not None]
+        return max((float(g.abs().max()) for g in grads), default=0.0)
+
+    assert largest_condition_grad(closed) == 0  # behind closed gates the condition modules cannot learn
+    assert largest_condition_grad(ajar) > 0  # ajar, they learn from step 1
+    assert main([*base, "--out", str(tmp_path / "bad"), "--gate", "none", "--gate-init", "0.05"]) == 2
+    assert "gate_init 0.05" in capsys.readouterr().err and not (tmp_path / "bad" / "config.json").exists()
+    with pytest.raises(SystemExit):
+        main([*base, "--out", str(tmp_path / "bad2"), "--gate-init", "1.5"])
+
+
 @pytest.mark.parametrize("attention", ["full", "isolated"])
 def test_condition_gate_in_both_layouts(attention: str) -> None:
     """Closed gates leave the output exact in both layouts; open gates act, and the isolated cache still agrees."""

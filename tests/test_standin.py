@@ -25,7 +25,7 @@ from fulldit.text_encoders import T5TextEncoder
 from tests.conftest import bench_script
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = [f"{gate}-x{scale}" for gate in ("nogate", "separate", "lse") for scale in (1, 30)]
+VARIANTS = [f"{gate}-x{scale}" for gate in ("nogate", "separate", "lse") for scale in (1, 30)] + ["lse-open-x30"]
 SCORED = ["lse-x30"]  # FullBench videos generated and scored for this one (time); text-only clips for all
 # toy sizes; the VAE in float32 (the configs encode in bf16 for the GPU; bf16 convolutions are slow on CPUs)
 TINY = ["model.dim=32", "model.heads=2", "model.layers=2", "model.ffn_dim=64", "model.in_channels=4",
@@ -34,7 +34,9 @@ TINY = ["model.dim=32", "model.heads=2", "model.layers=2", "model.ffn_dim=64", "
         "train.data.width=32", "sample.frames=5", "sample.height=32", "sample.width=32", "sample.steps=2",
         "codec.dtype=float32"]  # fmt: skip
 GATE_OVERRIDES = {"nogate": ["model.condition_gate=false"], "separate": ["model.gate_merge=separate"],
-                  "lse": ["model.gate_merge=lse"]}  # fmt: skip
+                  "lse": ["model.gate_merge=lse"],
+                  "lse-open": ["model.gate_merge=lse", "train.new_modules=[conditions]"]}  # fmt: skip
+START = {"nogate": "fd-nogate", "separate": "fd", "lse": "fd", "lse-open": "fd-open"}  # each variant's start
 
 
 def run(args: list[str]) -> None:
@@ -63,9 +65,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["convert", "--from", "wan2.1", wan, "--vae", wan / "vae", "--text-encoder", wan, "--out", w / "fd"])
     run(["convert", "--from", "wan2.1", wan, "--vae", wan / "vae", "--text-encoder", wan, "--gate", "none",
          "--out", w / "fd-nogate"])  # fmt: skip
+    run(["convert", "--from", "wan2.1", wan, "--vae", wan / "vae", "--text-encoder", wan, "--gate-init", "0.05",
+         "--out", w / "fd-open"])  # fmt: skip
     for v in VARIANTS:
         gate, scale = v.split("-x")
-        init = w / ("fd-nogate" if gate == "nogate" else "fd")
+        init = w / START[gate]
         run(["train", "--config", ROOT / "configs/standin-fulldit.yaml", "--out", w / "ft" / v, "--init", init,
              "--device", "cpu", *GATE_OVERRIDES[gate], f"train.new_module_lr_scale={scale}", "train.steps=2",
              "train.save_every=1", *TINY])  # fmt: skip
@@ -131,6 +135,9 @@ def test_converted_back_with_closed_gates(chain: Path) -> None:
     opened = read_config(chain / "fd-nogate")
     assert not opened.model.condition_gate and opened.model.conditions == cfg.model.conditions
     assert not any(k.endswith("cond_gate") for k in load_state(chain / "fd-nogate"))
+    ajar = load_state(chain / "fd-open")  # the same model, its gates at 0.05
+    assert all(torch.equal(ajar[k], v) for k, v in state.items() if not k.endswith("cond_gate"))
+    assert all(torch.equal(v, torch.full_like(v, 0.05)) for k, v in ajar.items() if k.endswith("cond_gate"))
 
 
 def test_gate_zero_reproduces_the_backbone_and_no_gate_does_not(chain: Path) -> None:
@@ -159,10 +166,10 @@ def test_fine_tunes_save_their_variants(chain: Path) -> None:
         assert [p.name for p in sorted(root.glob("step_*"))] == ["step_00000001", "step_00000002"]
         cfg = read_config(root / "step_00000002/ema")
         assert cfg.model.condition_gate == (gate != "nogate")
-        assert gate == "nogate" or cfg.model.gate_merge == gate
+        assert gate == "nogate" or cfg.model.gate_merge == gate.removesuffix("-open")
         trainer = json.loads((root / "step_00000002/trainer.json").read_text())
         assert trainer["lr_scales"] == ([1.0] if scale == "1" else [1.0, 30.0])
-        assert trainer["init"] == str((chain / ("fd-nogate" if gate == "nogate" else "fd")).resolve())
+        assert trainer["init"] == str((chain / START[gate]).resolve())
 
 
 def test_fullbench_videos_scores_and_table(chain: Path) -> None:
@@ -181,6 +188,8 @@ def test_fullbench_videos_scores_and_table(chain: Path) -> None:
         assert (r["flow_ratio"] is not None and r["depth_ratio"] is not None) == (v in SCORED)
     for gate in ("separate", "lse"):  # the new-module rate reaches the gates: Adam moves each ~lr a step
         assert rows[f"{gate}-x30", 2]["gate_raw_abs_mean"] > 10 * rows[f"{gate}-x1", 2]["gate_raw_abs_mean"]
+    ajar = rows["lse-open-x30", 2]  # gates from 0.05, at the backbone's rate (not train.new_modules): barely moved
+    assert abs(ajar["gate_mean"] - 0.05) < 0.1 * abs(rows["lse-x30", 2]["gate_raw_abs_mean"]) and ajar["gate_open"] == 1
     text = (chain / "table.md").read_text()
     assert all(f"| {v.split('-x')[0]} | {v.split('-x')[1]}x | 2 |" in text for v in VARIANTS)
     reference = json.loads((chain / "eval/backbone/textonly/textonly.json").read_text())

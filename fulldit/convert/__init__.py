@@ -130,15 +130,16 @@ def check_companions(arch: WanArchitecture, vae: str, text_encoder: str) -> None
         raise InputError(f"{model_dir}: d_model {text_config.get('d_model')} != the model's text_dim {arch.text_dim}")
 
 
-def new_tensors(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
-    """What FullDiT adds to the backbone: condition tokenizers (FullDiT's own init) and, gated, zero gates per block."""
+def new_tensors(cfg: ModelConfig, seed: int, gate_init: float = 0.0) -> dict[str, torch.Tensor]:
+    """What FullDiT adds to the backbone: condition tokenizers (FullDiT's own init) and, gated, a gate per block and
+    head at `gate_init` (0: closed)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         conditions = build_conditions(cfg)
         init_linears(conditions)
     tensors = {f"conditions.{k}": v for k, v in conditions.state_dict().items()}
     if cfg.condition_gate:
-        tensors.update({f"blocks.{i}.cond_gate": torch.zeros(cfg.heads) for i in range(cfg.layers)})
+        tensors.update({f"blocks.{i}.cond_gate": torch.full((cfg.heads,), gate_init) for i in range(cfg.layers)})
     return tensors
 
 
@@ -214,6 +215,7 @@ def convert_wan(
     seed: int = 0,
     max_shard_bytes: int = MAX_SHARD_BYTES,
     gate: str = "lse",
+    gate_init: float = 0.0,
 ) -> FullDiTConfig:
     """Convert a Wan2.1 text-to-video transformer directory into a FullDiT checkpoint directory `out`.
 
@@ -224,6 +226,9 @@ def convert_wan(
         store: "keep" the source dtypes, or store "float32" / "bfloat16" (fp32-run parts stay fp32).
         gate: "lse" (default) or "separate": the conditions read through zero gates (the backbone's output until
             trained); "none": appended without a gate, as FullDiT does (they act from the start).
+        gate_init: the gates' start in [0, 1]. 0 (default) is the backbone exactly, but a closed gate passes no
+            gradient to the condition modules behind it, so training must open it first on their random features;
+            a small value (e.g. 0.05) lets them learn from the first step at the cost of a small initial change.
     """
     if store not in STORE_DTYPES:
         raise InputError(f"dtype {store!r}: expected one of {', '.join(STORE_DTYPES)}")
@@ -234,10 +239,12 @@ def convert_wan(
     vae_dir, text_dir = companion_dirs(source, vae, text_encoder)
     check_companions(source.arch, vae_dir, text_dir)
     config = wan_config(source.arch, vae_dir, text_dir, conditions, text_dtype, gate)
+    if not 0 <= gate_init <= 1 or (gate_init and not config.model.condition_gate):
+        raise InputError(f"gate_init {gate_init}: must be in [0, 1], and 0 without a gate (--gate none)")
 
     with torch.device("meta"):  # names and shapes only: nothing is allocated
         expected = {k: tuple(v.shape) for k, v in FullDiT(config.model).state_dict().items()}
-    added = new_tensors(config.model, seed)
+    added = new_tensors(config.model, seed, gate_init)
     with ExitStack() as stack:
         source_tensors = SourceTensors(source, stack)
         dtypes = source_tensors.check(expected, set(added)) | {k: v.dtype for k, v in added.items()}
