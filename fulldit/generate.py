@@ -340,7 +340,7 @@ class Pipeline:
         if use_cache and self.config.model.attention == "isolated" and inputs:
             cache = self.model.condition_cache(inputs, grid, context, context_mask, parallel=seq)
         guided = Branches(context, context_mask, inputs, cache, weights)
-        unguided = guided.unweighted(first)
+        unguided = guided.unweighted(first) if req.guidance_min_t > 0 else guided  # (copies of the first row's cache)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             r = guided if float(t.max()) >= req.guidance_min_t else unguided
