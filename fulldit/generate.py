@@ -343,7 +343,7 @@ class Pipeline:
         unguided = guided.unweighted(first) if req.guidance_min_t > 0 else guided  # (copies of the first row's cache)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            r = guided if float(t.max()) >= req.guidance_min_t else unguided
+            r = unguided if req.guidance_min_t > 0 and float(t.max()) < req.guidance_min_t else guided  # no sync at 0
             m = r.context.shape[0]
             if m == 0:  # more guidance groups than branches, or an unguided step without the first: adds nothing
                 v = torch.zeros_like(x, dtype=torch.float32)

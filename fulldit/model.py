@@ -655,13 +655,14 @@ class FullDiT(nn.Module):
             return None
         # Only the samples with a real condition token run the blocks (a guidance branch without conditions has all
         # its condition keys masked, so its keys/values are never read: it borrows a live sample's).
-        has = torch.ones(context.shape[0], dtype=torch.bool, device=context.device)
-        if packed.mask is not None:
-            has = packed.mask.any(1)  # (B,)
-        live = has.nonzero()[:, 0]
-        context, context_mask = context[live], None if context_mask is None else context_mask[live]
-        live_packed = packed.rows(live)
-        t = torch.zeros(len(live), grid.t * grid.patch[0], device=context.device)
+        has = None if packed.mask is None else packed.mask.any(1)  # (B,): the samples with a real condition token
+        some_dead = has is not None and not bool(has.all())
+        live_packed = packed
+        if some_dead:
+            live = has.nonzero()[:, 0]
+            context, context_mask = context[live], None if context_mask is None else context_mask[live]
+            live_packed = packed.rows(live)
+        t = torch.zeros(context.shape[0], grid.t * grid.patch[0], device=context.device)
         s, _ = self.step_inputs(t, grid, context, context_mask, live_packed)
         xc, kv = live_packed.tokens.to(self.patch_embedding.weight.dtype), []
         if parallel is not None:
@@ -673,7 +674,7 @@ class FullDiT(nn.Module):
                 continue
             kv_i, xc = block.condition_kv(xc, s, update=i < last)
             kv.append(kv_i)
-        if len(live) == len(has):
+        if not some_dead:
             return ConditionCache(packed=packed, kv=kv)
         borrow = (has.cumsum(0) - 1).clamp_min(0)  # each sample -> its own live row, or a live row before it
         return ConditionCache(packed=packed, kv=ConditionCache(live_packed, kv).rows(borrow).kv)
