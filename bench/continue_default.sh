@@ -24,7 +24,7 @@ if [ "$STEPS" = auto ]; then
 fi
 COMBOS=${COMBOS:-"camera depth identity camera+identity+depth"}
 mkdir -p "$W"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # bench/*.py import fulldit
 note() { echo "$(date +%T) $*" | tee -a "$W/plan.txt"; }
 
 if [ "$CASES" -gt 0 ] && [ ! -f "$W/fullbench/bench.json" ]; then  # rendered on the CPU while training runs,

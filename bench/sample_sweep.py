@@ -27,15 +27,21 @@ def main() -> None:
     p.add_argument("--checkpoint", default="checkpoints/default")
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--steps", type=int, nargs="+", default=[25])
-    p.add_argument("--guidance", type=float, nargs="+", default=[3.0])
-    p.add_argument("--text-guidance", type=float, nargs="+", default=[3.0])
-    p.add_argument("--guidance-min-t", type=float, nargs="+", default=[0.0])
+    # each setting not given is the checkpoint's own (its config's sample section, as training's validation uses)
+    p.add_argument("--steps", type=int, nargs="+")
+    p.add_argument("--guidance", type=float, nargs="+")
+    p.add_argument("--text-guidance", type=float, nargs="+")
+    p.add_argument("--guidance-min-t", type=float, nargs="+")
     args = p.parse_args()
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
     s = pipe.config.sample
     clips = validation_clips(args.clips, s.frames, s.height, s.width, args.device)
-    grid = itertools.product(args.steps, args.guidance, args.text_guidance, args.guidance_min_t)
+    grid = itertools.product(
+        args.steps or [s.steps],
+        args.guidance or [s.guidance],
+        args.text_guidance or [s.text_guidance],
+        args.guidance_min_t or [s.guidance_min_t],
+    )
     for steps, guidance, text_guidance, min_t in grid:
         start = time.perf_counter()
         sampler = dict(steps=steps, guidance=guidance, text_guidance=text_guidance, guidance_min_t=min_t)

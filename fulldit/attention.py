@@ -114,7 +114,7 @@ def _take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
     return x.index_select(dim, torch.tensor(idx, device=x.device))
 
 
-@torch.compiler.disable  # data-dependent shapes: runs eagerly between compiled regions
+# eager only: FullDiT.compile_blocks compiles the dense stretches around attention, never attention itself
 def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, km: KeyMask) -> torch.Tensor:
     if len(km.groups) > MAX_DENSE_GROUPS:  # many patterns: one masked call (rows without keys: computed, then zeroed)
         empty = ~km.mask.any(1)  # (B,)
