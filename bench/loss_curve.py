@@ -3,9 +3,11 @@
 Reads the logged scalars of every phase (bench/results/train-synth-s/scalars.csv: synth-s phases 1-3;
 bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 after growing to 16 blocks;
 bench/results/default-phase{6,7,8}-h200-2026-12-01/scalars.csv: phases 6-8, bench/continue_default.sh; phase 8's
-from its progress bar's per-step loss averaged over 25 steps, as its tensorboard events were not brought back) and
+from its progress bar's per-step loss averaged over 25 steps, as its tensorboard events were not brought back;
+bench/results/default-phase9-h200-2026-12-02/scalars-b.csv: phase 9, the flow.shift 6 arm of its A/B) and
 draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
-Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, then 3), which moves the loss level.
+Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, 3 in phases 2-8, 6 in phase 9), which
+moves the loss level (a larger shift trains more at high noise, where the velocity error is smaller).
 
     python bench/loss_curve.py --out checkpoints/default/loss.png
 """
@@ -32,6 +34,7 @@ PHASES = [
     ("default-phase6-h200-2026-12-01/scalars.csv", "s16-phase6", "6: --init 5, 1,000 steps", 4001, None),
     ("default-phase7-h200-2026-12-01/scalars.csv", "s16-phase7", "7: --init 6, first frame 30%", 5001, None),
     ("default-phase8-h200-2026-12-01/scalars.csv", "s16-phase8", "8: --init 7, 1,183 steps", 6099, None),
+    ("default-phase9-h200-2026-12-02/scalars-b.csv", "s16-b", "9: --init 8, shift 6, 493 steps", 7282, None),
 ]
 
 
