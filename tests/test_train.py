@@ -20,7 +20,7 @@ from fulldit.train import state as train_state
 from fulldit.train.config import CurriculumConfig, Stage, TrainConfig, load_train_config
 from fulldit.train.curriculum import allowed_subsets, check_curriculum, draw_subset, stage_at
 from fulldit.train.loop import lr_at, train
-from tests.conftest import bench_script
+from tests.conftest import bench_script, tiny_config
 
 # tiny runs: 4 frames of 32x32 -> 2x4x4 = 32 video tokens; 16 depth tokens... all in fp32 on CPU
 FAST = [
@@ -275,9 +275,10 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps and at the end
     for r in rows:
-        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1"}  # tiny reads references
+        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1", "attr_text"}
         assert all(0 < r[k] < 100 for k in ("psnr_all", "psnr_text", "x0_psnr_all_t1"))
-        assert -1 <= r["identity_gain"] <= 1  # a difference of two palette fractions
+        assert -1 <= r["identity_gain"] <= 1  # a difference of two palette fractions (tiny reads references)
+        assert 0 <= r["attr_text"] <= 10  # a ratio of accuracies; the truth's is above 0 on this world
     clip = validation_clips(1, 4, 32, 32)[0]
     assert clip.meta["seed"] == VALIDATION_SEED_BASE and VALIDATION_SEED_BASE > 10**9  # far above training indices
     # bench/scalars_csv.py: the run's tensorboard scalars as the small CSV that travels back from a GPU machine
@@ -293,6 +294,32 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
     assert {r["run"] for r in table} == {"v"}
     with pytest.raises(InputError, match="no tensorboard event files"):
         module.scalar_rows(tmp_path / "empty", "x")
+
+
+def test_validation_text_adherence_is_the_classifier_on_the_caption_only_clips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """attr_text: the attribute classifier's accuracy on the caption-only clips over its accuracy on the truth: exactly
+    1 when those clips are the truth, below 1 for clips that show nothing (grey); the other tasks are untouched."""
+    from fulldit.generate import Pipeline
+    from fulldit.train.validate import validate, validation_clips
+
+    clips = validation_clips(2, 4, 16, 16)  # the tiny model's size; the classifier reads any size (resized)
+    pipe = Pipeline.from_config(tiny_config())
+    truth = {c.caption: c.video for c in clips}
+
+    def fake(shown: str):
+        def generate(self, prompt: str, **kw):
+            caption_only = set(kw) == {"frames", "seed"}  # validate's caption-only request: no condition, no frame
+            return truth[prompt] if (caption_only and shown == "truth") else torch.full_like(truth[prompt], 0.5)
+
+        return generate
+
+    scores = {}
+    for shown in ("truth", "grey"):
+        monkeypatch.setattr(Pipeline, "generate", fake(shown))
+        scores[shown] = validate(pipe, clips)
+    assert scores["truth"]["attr_text"] == 1.0
+    assert scores["grey"]["attr_text"] < 0.9
+    assert scores["truth"]["psnr_all"] == scores["grey"]["psnr_all"]  # the every-condition clip is grey in both
 
 
 def test_x0_error_diagnostic_reads_the_network_and_keeps_the_given_frame() -> None:

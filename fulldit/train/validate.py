@@ -10,6 +10,9 @@ steps) from the EMA weights, scored against the ground-truth render of the same 
   palette the clip shows, `fulldit.eval.identity`) minus the same score of the caption-only clip: the paired gain
   that FullBench's identity bar reads, tracked during training because first frames can teach a model to ignore
   its references (phase 7 of the default lost identity while every other condition improved);
+- `attr_text`: text adherence of the caption-only clips, as FullBench's text bar reads it: the shipped
+  caption-attribute classifier's accuracy on them over its accuracy on the ground truth of the same worlds
+  (`fulldit.eval.attributes`; 1 = as legible as the truth). PSNR rewards blur, this does not;
 - `x0_psnr_all_t1`: one forward per clip: the network's clean-clip estimate from pure noise with everything `all`
   gives, against the truth (frames after the first). Where sampling starts and the conditions decide the clip
   (bench/x0_error.py: the default's samples stay ~0.6 dB below it), and free of the sampler's noise.
@@ -29,6 +32,7 @@ from torch import nn
 
 from fulldit.conditions.frames import frame_timesteps, known_latents, replace_frames
 from fulldit.data import Clip
+from fulldit.eval.attributes import DEFAULT_WEIGHTS, AttributeNet, attribute_accuracy, targets
 from fulldit.eval.identity import identity_score
 from fulldit.eval.video_metrics import psnr
 from fulldit.flow import interpolate
@@ -94,14 +98,17 @@ def x0_estimate(pipe: Pipeline, clip: Clip, t: float, task: str, seed: int = 0) 
 @torch.no_grad()
 def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float) -> dict[str, float]:
     """Mean score of each task over the clips: {"psnr_all": dB, "psnr_text": dB[, "identity_gain": score],
-    "x0_psnr_all_t1": dB}.
+    "x0_psnr_all_t1": dB[, "attr_text": ratio]}.
 
-    identity_gain only where the model reads references. sampling: Request fields that override the checkpoint's
-    sampler (steps, guidance, text_guidance, shift).
+    identity_gain only where the model reads references; attr_text where the classifier's weights are installed
+    and the truth's accuracy is above 0. sampling: Request fields that override the checkpoint's sampler (steps,
+    guidance, text_guidance, shift).
     """
     names = pipe.config.model.conditions
     max_refs = pipe.config.model.reference.max_images if "reference" in names else 0
     scores: dict[str, list[float]] = {"psnr_all": [], "psnr_text": []}
+    reader = AttributeNet.from_file(DEFAULT_WEIGHTS, pipe.device) if DEFAULT_WEIGHTS.exists() else None
+    accuracy: dict[str, list[float]] = {"text": [], "truth": []}  # the classifier's, per clip
     for clip in clips:
         frames = clip.video.shape[0]
         full = pipe.generate(
@@ -117,6 +124,9 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
         scores["psnr_all"].append(psnr(full[1:], clip.video[1:]))
         text = pipe.generate(prompt=clip.caption, frames=frames, seed=seed, **sampling).cpu()
         scores["psnr_text"].append(psnr(text, clip.video))
+        if reader is not None:
+            for key, video in (("text", text), ("truth", clip.video)):
+                accuracy[key].append(attribute_accuracy(reader.read(video)[1], targets(clip.meta))["mean"])
         refs = clip.references[:max_refs]
         if refs:
             given = pipe.generate(prompt=clip.caption, references=refs, frames=frames, seed=seed, **sampling).cpu()
@@ -124,7 +134,10 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
             scores.setdefault("identity_gain", []).append(sum(gain) / len(gain))
         estimate = x0_estimate(pipe, clip, 1.0, "all", seed)
         scores.setdefault("x0_psnr_all_t1", []).append(psnr(estimate[1:], clip.video[1:]))
-    return {k: sum(v) / len(v) for k, v in scores.items()}
+    means = {k: sum(v) / len(v) for k, v in scores.items()}
+    if sum(accuracy["truth"]) > 0:  # a ratio of means over the clips, as FullBench's generated / ground truth
+        means["attr_text"] = sum(accuracy["text"]) / sum(accuracy["truth"])
+    return means
 
 
 def ema_pipeline(pipe: Pipeline, state: dict[str, torch.Tensor]) -> Pipeline:
@@ -166,5 +179,8 @@ def write_validation(pipe: Pipeline, clips: list[Clip], out: Path, step: int, wr
         writer.add_scalar(f"validation/{name}", value, step)
     with open(out / "validation.jsonl", "a") as f:
         f.write(json.dumps({"step": step, **scores}) + "\n")
-    shown = ", ".join(f"{k} {v:.2f} dB" if "psnr" in k else f"{k} {v:+.3f}" for k, v in scores.items())
+    shown = ", ".join(
+        f"{k} {v:.2f} dB" if "psnr" in k else f"{k} {v:.2f}x the truth's" if k == "attr_text" else f"{k} {v:+.3f}"
+        for k, v in scores.items()
+    )
     print(f"step {step}: validation {shown}", flush=True)
