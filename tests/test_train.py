@@ -417,3 +417,19 @@ def test_a_failed_step_gives_the_signals_back(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(RuntimeError, match="a broken step"):
         train(CONFIG, str(tmp_path / "run"), [*FAST, "train.steps=2"], device="cpu")
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_frame_psnr_compares_each_frame_with_the_copied_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """bench/frame_psnr.py: per world and on average, each generated frame after the given one against the truth, next
+    to frame 0 copied; a model that returns its first frame in every frame scores exactly the copy."""
+    from fulldit.generate import Pipeline
+
+    Pipeline.from_config(tiny_config()).save_pretrained(tmp_path / "ckpt")
+    monkeypatch.setattr(Pipeline, "generate", lambda self, first_frame, **kw: first_frame[None].expand(4, -1, -1, -1))
+    bench_script("frame_psnr").main(["--checkpoint", str(tmp_path / "ckpt"), "--clips", "2", "--device", "cpu"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3 and rows[-1]["clips"] == 2 and rows[-1]["frame1_below_copy"] == 0
+    for r in rows:
+        assert r["generated"] == r["frame0_copied"] and len(r["generated"]) == 3  # frames 1-3 of the tiny 4
