@@ -115,6 +115,11 @@ class AttributeNet(nn.Module):
             preds[name] = (z > 0).float() if multi else F.one_hot(z.argmax(), len(z)).float()
         return h[0].float().cpu().numpy(), preds
 
+    def caption_accuracy(self, video: torch.Tensor, meta: dict) -> tuple[np.ndarray, float]:
+        """One video's feature vector and its caption-attribute accuracy (mean over groups) against its clip's meta."""
+        features, preds = self.read(video)
+        return features, attribute_accuracy(preds, targets(meta))["mean"]
+
     def save(self, path: str | Path, info: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """The weights (cast to `dtype`), the architecture and provenance `info` in one safetensors file, atomically."""
         groups = {k: list(v[0]) for k, v in GROUPS.items()}

@@ -237,10 +237,8 @@ class Scorer:
 
     def read_attributes(self, video: torch.Tensor, meta: dict) -> tuple[list[float], float]:
         """The classifier's feature vector of a video and its caption-attribute accuracy against `meta`."""
-        from fulldit.eval.attributes import attribute_accuracy, targets
-
-        features, preds = self.attributes.read(video)
-        return [float(x) for x in features], attribute_accuracy(preds, targets(meta))["mean"]
+        features, accuracy = self.attributes.caption_accuracy(video, meta)
+        return [float(x) for x in features], accuracy
 
     def __call__(self, video: torch.Tensor, case: Case) -> dict[str, Any]:
         from fulldit.eval.camera_metrics import camera_errors, estimate_poses, is_rotation_only

@@ -32,7 +32,7 @@ from torch import nn
 
 from fulldit.conditions.frames import frame_timesteps, known_latents, replace_frames
 from fulldit.data import Clip
-from fulldit.eval.attributes import DEFAULT_WEIGHTS, AttributeNet, attribute_accuracy, targets
+from fulldit.eval.attributes import DEFAULT_WEIGHTS, AttributeNet
 from fulldit.eval.identity import identity_score
 from fulldit.eval.video_metrics import psnr
 from fulldit.flow import interpolate
@@ -126,7 +126,7 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
         scores["psnr_text"].append(psnr(text, clip.video))
         if reader is not None:
             for key, video in (("text", text), ("truth", clip.video)):
-                accuracy[key].append(attribute_accuracy(reader.read(video)[1], targets(clip.meta))["mean"])
+                accuracy[key].append(reader.caption_accuracy(video, clip.meta)[1])
         refs = clip.references[:max_refs]
         if refs:
             given = pipe.generate(prompt=clip.caption, references=refs, frames=frames, seed=seed, **sampling).cpu()
