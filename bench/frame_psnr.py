@@ -18,7 +18,7 @@ import torch
 
 from fulldit.eval.video_metrics import psnr
 from fulldit.generate import Pipeline
-from fulldit.train.validate import validation_clips
+from fulldit.train.validate import all_request, validation_clips
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,18 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
-    s, names = pipe.config.sample, pipe.config.model.conditions
-    max_refs = pipe.config.model.reference.max_images if "reference" in names else 0
+    s = pipe.config.sample
     generated, copied = [], []
     for clip in validation_clips(args.clips, s.frames, s.height, s.width, args.device):
-        video = pipe.generate(
-            prompt=clip.caption,
-            camera=clip.camera if "camera" in names else None,
-            references=clip.references[:max_refs],
-            depth=clip.depth if "depth" in names else None,
-            first_frame=clip.video[0],
-            seed=0,
-        ).cpu()
+        video = pipe.generate(all_request(pipe, clip)).cpu()
         generated.append([psnr(video[i : i + 1], clip.video[i : i + 1]) for i in range(1, s.frames)])
         copied.append([psnr(clip.video[:1], clip.video[i : i + 1]) for i in range(1, s.frames)])
         row = {"seed": clip.meta["seed"], "generated": generated[-1], "frame0_copied": copied[-1]}

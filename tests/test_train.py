@@ -307,8 +307,9 @@ def test_validation_text_adherence_is_the_classifier_on_the_caption_only_clips(m
     truth = {c.caption: c.video for c in clips}
 
     def fake(shown: str):
-        def generate(self, prompt: str, **kw):
-            caption_only = set(kw) == {"frames", "seed"}  # validate's caption-only request: no condition, no frame
+        def generate(self, req=None, **kw):
+            prompt = kw["prompt"] if req is None else req.prompt
+            caption_only = req is None and set(kw) == {"prompt", "frames", "seed"}  # no condition, no first frame
             return truth[prompt] if (caption_only and shown == "truth") else torch.full_like(truth[prompt], 0.5)
 
         return generate
@@ -427,7 +428,7 @@ def test_frame_psnr_compares_each_frame_with_the_copied_first_frame(
     from fulldit.generate import Pipeline
 
     Pipeline.from_config(tiny_config()).save_pretrained(tmp_path / "ckpt")
-    monkeypatch.setattr(Pipeline, "generate", lambda self, first_frame, **kw: first_frame[None].expand(4, -1, -1, -1))
+    monkeypatch.setattr(Pipeline, "generate", lambda self, req: req.first_frame[None].expand(4, -1, -1, -1))
     bench_script("frame_psnr").main(["--checkpoint", str(tmp_path / "ckpt"), "--clips", "2", "--device", "cpu"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 3 and rows[-1]["clips"] == 2 and rows[-1]["frame1_below_copy"] == 0

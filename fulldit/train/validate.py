@@ -57,24 +57,26 @@ def validation_clips(n: int, frames: int, height: int, width: int, device: torch
             for c in clips]  # fmt: skip
 
 
+def all_request(pipe: Pipeline, clip: Clip, seed: int = 0) -> Request:
+    """The `all` task of a world: its caption with every condition the model reads and its first frame."""
+    names = pipe.config.model.conditions
+    return Request(
+        prompt=clip.caption,
+        camera=clip.camera if "camera" in names else None,
+        references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else [],
+        depth=clip.depth if "depth" in names else None,
+        first_frame=clip.video[0],
+        frames=clip.video.shape[0],
+        seed=seed,
+    )
+
+
 @torch.no_grad()
 def x0_estimate(pipe: Pipeline, clip: Clip, t: float, task: str, seed: int = 0) -> torch.Tensor:
     """The network's one-step clean-clip estimate (F, 3, H, W) in [0, 1] from the truth noised to time t, for `task`
     ("all": every condition + the first frame; else the caption alone); conditional branch, no guidance."""
-    names = pipe.config.model.conditions
     frames = clip.video.shape[0]
-    if task == "all":
-        req = Request(
-            prompt=clip.caption,
-            camera=clip.camera if "camera" in names else None,
-            references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else [],
-            depth=clip.depth if "depth" in names else None,
-            first_frame=clip.video[0],
-            frames=frames,
-            seed=seed,
-        )
-    else:
-        req = Request(prompt=clip.caption, frames=frames, seed=seed)
+    req = all_request(pipe, clip, seed) if task == "all" else Request(prompt=clip.caption, frames=frames, seed=seed)
     req = pipe._resolve(req)
     cond = pipe.condition_inputs(req)
     inputs = branch_inputs(cond, torch.ones(1, dtype=torch.bool, device=pipe.device)) if cond else {}
@@ -111,16 +113,7 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
     accuracy: dict[str, list[float]] = {"text": [], "truth": []}  # the classifier's, per clip
     for clip in clips:
         frames = clip.video.shape[0]
-        full = pipe.generate(
-            prompt=clip.caption,
-            camera=clip.camera if "camera" in names else None,
-            references=clip.references[:max_refs],
-            depth=clip.depth if "depth" in names else None,
-            first_frame=clip.video[0],
-            frames=frames,
-            seed=seed,
-            **sampling,
-        ).cpu()
+        full = pipe.generate(all_request(pipe, clip, seed), **sampling).cpu()
         scores["psnr_all"].append(psnr(full[1:], clip.video[1:]))
         text = pipe.generate(prompt=clip.caption, frames=frames, seed=seed, **sampling).cpu()
         scores["psnr_text"].append(psnr(text, clip.video))
@@ -157,15 +150,7 @@ def write_sample(pipe: Pipeline, out: Path, step: int, writer: SummaryWriter | N
     """Rank 0: generate the validation clip with the EMA weights; write an .mp4 and a preview to tensorboard."""
     s = pipe.config.sample
     clip = render_clip(BENCH_SEED_BASE - 1, s.frames, s.height, s.width)  # never a training seed in practice
-    names = pipe.config.model.conditions
-    video = pipe.generate(
-        prompt=clip.caption,
-        camera=clip.camera if "camera" in names else None,
-        references=clip.references[: pipe.config.model.reference.max_images] if "reference" in names else None,
-        depth=clip.depth if "depth" in names else None,
-        first_frame=clip.video[0],
-        seed=0,
-    )
+    video = pipe.generate(all_request(pipe, clip))
     write_video(out / "samples" / f"step_{step:08d}.mp4", video, fps=s.fps)
     if writer is not None:
         strip = torch.cat([clip.video[:: max(1, s.frames // 4)], video[:: max(1, s.frames // 4)].cpu()], dim=3)
