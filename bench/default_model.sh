@@ -15,7 +15,7 @@ W=${1:?work folder}; EACH=${2:-4}; MORE=${3:-6}
 DEFAULT=${DEFAULT:-checkpoints/default}; EXTRA=${EXTRA:-}; LOOP_STEPS=${LOOP_STEPS:-16}; CLIPS=${CLIPS:-16}
 DEVICE=${DEVICE:-cuda}; SWEEP=${SWEEP:---steps 12 25 --guidance 1 2 3 --text-guidance 1 3}
 mkdir -p "$W"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # bench/*.py import fulldit
 S="model.dim=384 model.layers=8 model.heads=3 model.ffn_dim=1536"
 FINE="train.lr=2e-4 train.min_lr=2e-5 train.warmup=40 train.ema=0.995 train.data.seed=9000000"  # phase 4's
 SCRATCH="train.warmup=50"  # a run of a few hundred steps: warm-up in proportion

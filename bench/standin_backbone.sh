@@ -49,6 +49,7 @@ W=${1:?work folder}
 mkdir -p "$W/logs" "$W/results"
 W=$(cd "$W" && pwd)
 export PYTHONUNBUFFERED=1 START=${START:-$(date +%s)}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # bench/*.py import fulldit (no pip install on the GPU machine)
 note() { local t=$(($(date +%s) - START)); echo "$(date +%T) [$((t / 60))m$((t % 60))s] $*" | tee -a "$W/plan.txt"; }
 
 pack() {  # stage 8: small files only (no safetensors: the weights stay on the machine)
@@ -59,7 +60,7 @@ pack() {  # stage 8: small files only (no safetensors: the weights stay on the m
   for f in "${common[@]}"; do [ -e "$W/$f" ] && have+=("$f"); done
   tar -C "$W" --exclude='*.safetensors' -czf "$W/results/common.tar.gz" "${have[@]}"
   rm -f "$W"/results/eval.tar.gz.part-*
-  local evals=() f
+  local evals=()
   for f in "$W"/eval/*-x*; do [ -d "$f" ] && evals+=("eval/$(basename "$f")"); done
   if [ ${#evals[@]} -gt 0 ]; then  # one stream in 15 MiB parts: any number of variants in few returned files
     tar -C "$W" --exclude='*.safetensors' -czf - "${evals[@]}" | split -b 15M - "$W/results/eval.tar.gz.part-"
