@@ -5,13 +5,18 @@
 # Side by side costs no throughput: phase 9's two arms trained 50 clips/s each on one H200, 100 together, where one
 # run alone trained 75-89 (bench/results/default-phase9-h200-2026-12-02/).
 #   bash bench/ab_default.sh WORK MINUTES "OVERRIDES A" "OVERRIDES B" [...]      ("" for an arm without overrides)
+# An arm's words in capitals set its environment for bench/continue_default.sh (RATE=0.35: a slower arm's steps/s);
+# an arm with model.layers=N starts from DEFAULT grown to N blocks (`fulldit convert --from deepen`: the same outputs).
 # Writes WORK/arm-N/ (bench/continue_default.sh's folder), WORK/x0.jsonl (bench/x0_error.py of DEFAULT and of every
 # arm, "arm" added), WORK/baseline.jsonl (DEFAULT's validation at its own sampler: the arms' step 0), WORK/winner and
 # WORK/report/videos; score the videos where pycolmap is installed:
 #   fulldit eval --videos WORK/report/videos --bench WORK/fullbench --out REPORT --cases CASES --combos ...
-# DEFAULT, CONFIG, DEVICE, SEED, CASES (FullBench cases of the winner; 0: none), VALIDATE, RATE (steps/s of ONE arm
-# while all run: 0.7 for two synth-s16 arms on an H200) as in bench/continue_default.sh; micro-batches of 32 for two
-# arms take 132 GB of an H200 (three arms: add train.micro_batch=16 to every arm). A plumbing check on the CPU in a
+# DEFAULT, CONFIG, DEVICE, SEED, CASES (FullBench cases of the winner; 0: none), VALIDATE (default: only when an arm
+# stops, as the arms are compared there; phase 10's arms spent 4 of their 13 minutes in a validation at step 300 and
+# stopped at 301), RATE (steps/s of ONE arm while all run: two synth-s16 arms on an H200 at micro-batch 32, 0.7;
+# three at micro-batch 16, 0.40 for 16 blocks and 0.30 for 22, compilation included) as in
+# bench/continue_default.sh; micro-batches of 32 for two arms take 132 GB of an H200 (three arms: add
+# train.micro_batch=16 to every arm: 125 GB with a 22-block arm). A plumbing check on the CPU in a
 # minute: a 1-step configs/tiny.yaml checkpoint as DEFAULT, CONFIG=configs/tiny.yaml DEVICE=cpu CASES=0, MINUTES
 # 0.02, every arm with overrides for 32x32x4 clips, 2 sampling steps, batch 2, no workers, fp32, no compile.
 set -euo pipefail
@@ -30,12 +35,23 @@ if [ "$CASES" -gt 0 ]; then  # the benchmark's clips, rendered on the CPU (niced
   SYNTH=$!
 fi
 while [ ! -f "$DEFAULT/config.json" ]; do sleep 3; done  # on the GPU machine the shards may arrive with later calls
+# CPU threads per arm: the arms' CPU-side work (validation's scoring) ran 16 threads each on 16 cores in phase 10 and a
+# validation took 3-4 minutes (phase 9: 140 s with two arms)
+THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / (2 * $#) > 0 ? $(nproc) / (2 * $#) : 1 ))}
 pids=(); n=0
-for overrides in "$@"; do
-  n=$((n + 1)); note "arm-$n: $overrides"
-  # shellcheck disable=SC2086  # the overrides are words
-  DEFAULT="$DEFAULT" CASES=0 NAME="arm-$n" RATE="${RATE:-0.7}" VALIDATE="${VALIDATE:-300}" \
-    bash bench/continue_default.sh "$W/arm-$n" auto "$MINUTES" $overrides > "$W/arm-$n.out" 2>&1 &
+for arm in "$@"; do
+  n=$((n + 1)); note "arm-$n: $arm"
+  overrides=(); env=(DEFAULT="$DEFAULT" CASES=0 NAME="arm-$n" RATE="${RATE:-0.7}" VALIDATE="${VALIDATE:-1000000}"
+    OMP_NUM_THREADS="$THREADS")
+  for word in $arm; do  # words in capitals (RATE=0.35) are this arm's environment, the rest training overrides
+    if [[ $word =~ ^[A-Z_]+= ]]; then env+=("$word"); else overrides+=("$word"); fi
+    if [[ $word =~ ^model\.layers=([0-9]+)$ ]]; then  # a deeper arm starts from DEFAULT grown to that depth
+      python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/arm-$n/init" --layers "${BASH_REMATCH[1]}" \
+        > "$W/arm-$n.grow.log" 2>&1
+      env+=(DEFAULT="$W/arm-$n/init")
+    fi
+  done
+  env "${env[@]}" bash bench/continue_default.sh "$W/arm-$n" auto "$MINUTES" "${overrides[@]}" > "$W/arm-$n.out" 2>&1 &
   pids+=($!)
 done
 wait "${pids[@]}"

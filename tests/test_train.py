@@ -275,7 +275,8 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps and at the end
     for r in rows:
-        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1", "attr_text"}
+        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1", "attr_text", "seconds"}
+        assert 0 < r["seconds"] < 600  # how long the training waited for it
         assert all(0 < r[k] < 100 for k in ("psnr_all", "psnr_text", "x0_psnr_all_t1"))
         assert -1 <= r["identity_gain"] <= 1  # a difference of two palette fractions (tiny reads references)
         assert 0 <= r["attr_text"] <= 10  # a ratio of accuracies; the truth's is above 0 on this world

@@ -24,6 +24,7 @@ so choosing a recipe by these numbers never looks at FullBench.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,14 +159,25 @@ def write_sample(pipe: Pipeline, out: Path, step: int, writer: SummaryWriter | N
 
 
 def write_validation(pipe: Pipeline, clips: list[Clip], out: Path, step: int, writer: SummaryWriter) -> None:
-    """Rank 0: score the EMA weights on the validation worlds; tensorboard and OUT/validation.jsonl."""
+    """Rank 0: score the EMA weights on the validation worlds; tensorboard and OUT/validation.jsonl, with the seconds
+    it took (the training waits for it: phase 10's validations took 3-4 minutes with three runs on one GPU)."""
+    start = time.perf_counter()
     scores = validate(pipe, clips)
+    scores["seconds"] = time.perf_counter() - start
     for name, value in scores.items():
         writer.add_scalar(f"validation/{name}", value, step)
     with open(out / "validation.jsonl", "a") as f:
         f.write(json.dumps({"step": step, **scores}) + "\n")
-    shown = ", ".join(
-        f"{k} {v:.2f} dB" if "psnr" in k else f"{k} {v:.2f}x the truth's" if k == "attr_text" else f"{k} {v:+.3f}"
-        for k, v in scores.items()
-    )
+    shown = ", ".join(_shown(k, v) for k, v in scores.items())
     print(f"step {step}: validation {shown}", flush=True)
+
+
+def _shown(name: str, value: float) -> str:
+    """One validation score as the training log prints it."""
+    if "psnr" in name:
+        return f"{name} {value:.2f} dB"
+    if name == "attr_text":
+        return f"{name} {value:.2f}x the truth's"
+    if name == "seconds":
+        return f"in {value:.0f} s"
+    return f"{name} {value:+.3f}"
