@@ -4,10 +4,11 @@ Reads the logged scalars of every phase (bench/results/train-synth-s/scalars.csv
 bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 after growing to 16 blocks;
 bench/results/default-phase{6,7,8}-h200-2026-12-01/scalars.csv: phases 6-8, bench/continue_default.sh; phase 8's
 from its progress bar's per-step loss averaged over 25 steps, as its tensorboard events were not brought back;
-bench/results/default-phase9-h200-2026-12-02/scalars-b.csv: phase 9, the flow.shift 6 arm of its A/B) and
+bench/results/default-phase9-h200-2026-12-02/scalars-b.csv: phase 9, the flow.shift 6 arm of its A/B;
+bench/results/default-phase10-h200-2026-12-02/scalars-arm2.csv: phase 10, the flow.shift 12 arm of its A/B) and
 draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
-Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, 3 in phases 2-8, 6 in phase 9), which
-moves the loss level (a larger shift trains more at high noise, where the velocity error is smaller).
+Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, 3 in phases 2-8, 6 in phase 9, 12 in
+phase 10), which moves the loss level (a larger shift trains more at high noise, where the velocity error is smaller).
 
     python bench/loss_curve.py --out checkpoints/default/loss.png
 """
@@ -35,6 +36,7 @@ PHASES = [
     ("default-phase7-h200-2026-12-01/scalars.csv", "s16-phase7", "7: --init 6, first frame 30%", 5001, None),
     ("default-phase8-h200-2026-12-01/scalars.csv", "s16-phase8", "8: --init 7, 1,183 steps", 6099, None),
     ("default-phase9-h200-2026-12-02/scalars-b.csv", "s16-b", "9: --init 8, shift 6, 493 steps", 7282, None),
+    ("default-phase10-h200-2026-12-02/scalars-arm2.csv", "arm-2", "10: --init 9, shift 12, 301 steps", 7775, None),
 ]
 
 
