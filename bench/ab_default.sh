@@ -7,9 +7,10 @@
 #   bash bench/ab_default.sh WORK MINUTES "OVERRIDES A" "OVERRIDES B" [...]      ("" for an arm without overrides)
 # An arm's words in capitals set its environment for bench/continue_default.sh (RATE=0.35: a slower arm's steps/s);
 # an arm with model.layers=N starts from DEFAULT grown to N blocks (`fulldit convert --from deepen`: the same outputs).
-# Writes WORK/arm-N/ (bench/continue_default.sh's folder), WORK/x0.jsonl (bench/x0_error.py of DEFAULT and of every
-# arm, "arm" added), WORK/baseline.jsonl (DEFAULT's validation at its own sampler: the arms' step 0), WORK/winner and
-# WORK/report/videos; score the videos where pycolmap is installed:
+# Writes WORK/arm-N/ (bench/continue_default.sh's folder), WORK/winner, WORK/report/videos, then WORK/x0.jsonl
+# (bench/x0_error.py of every arm and of DEFAULT, "arm" added) and with BASELINE=1 WORK/baseline.jsonl (DEFAULT's
+# validation at its own sampler, the arms' step 0: the run that made DEFAULT usually recorded it); score the videos
+# where pycolmap is installed:
 #   fulldit eval --videos WORK/report/videos --bench WORK/fullbench --out REPORT --cases CASES --combos ...
 # DEFAULT, CONFIG, DEVICE, SEED, CASES (FullBench cases of the winner; 0: none), VALIDATE (default: only when an arm
 # stops, as the arms are compared there; phase 10's arms spent 4 of their 13 minutes in a validation at step 300 and
@@ -55,13 +56,6 @@ for arm in "$@"; do
   pids+=($!)
 done
 wait "${pids[@]}"
-python bench/sample_sweep.py --checkpoint "$DEFAULT" --clips 16 > "$W/baseline.jsonl"  # its own sampler
-for i in $(seq "$n") default; do
-  ckpt="$W/arm-$i/run/model"; [ "$i" = default ] && ckpt="$DEFAULT"
-  python bench/x0_error.py --checkpoint "$ckpt" --clips 16 | python -c "
-import json, sys
-for line in sys.stdin: print(json.dumps({'arm': '$i', **json.loads(line)}))" >> "$W/x0.jsonl"
-done
 python - "$W" "$n" > "$W/winner" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -70,10 +64,20 @@ last = {i: json.loads((work / f"arm-{i}/run/validation.jsonl").read_text().split
 print(max(last, key=lambda i: last[i]["psnr_all"]))
 EOF
 WIN=$(cat "$W/winner"); note "winner arm-$WIN: $(tail -n 1 "$W/arm-$WIN/run/validation.jsonl")"
-if [ "$CASES" -gt 0 ]; then
+if [ "$CASES" -gt 0 ]; then  # the bars' videos before the diagnostics: device time may end first
   wait "$SYNTH"
   python -m fulldit.cli eval --checkpoint "$W/arm-$WIN/run/model" --bench "$W/fullbench" --out "$W/report" \
     --cases "$CASES" --combos $COMBOS --generate-only > "$W/eval.log" 2>&1
   note "FullBench videos of arm-$WIN in $W/report/videos"
+fi
+for i in $(seq "$n") default; do
+  ckpt="$W/arm-$i/run/model"; [ "$i" = default ] && ckpt="$DEFAULT"
+  python bench/x0_error.py --checkpoint "$ckpt" --clips 16 | python -c "
+import json, sys
+for line in sys.stdin: print(json.dumps({'arm': '$i', **json.loads(line)}))" >> "$W/x0.jsonl"
+done
+note "x0 tables in $W/x0.jsonl"
+if [ "${BASELINE:-0}" = 1 ]; then  # DEFAULT's validation at its own sampler; usually its last run's last validation
+  python bench/sample_sweep.py --checkpoint "$DEFAULT" --clips 16 > "$W/baseline.jsonl"
 fi
 note done
