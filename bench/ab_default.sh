@@ -36,23 +36,25 @@ if [ "$CASES" -gt 0 ]; then  # the benchmark's clips, rendered on the CPU (niced
   SYNTH=$!
 fi
 while [ ! -f "$DEFAULT/config.json" ]; do sleep 3; done  # on the GPU machine the shards may arrive with later calls
-# CPU threads per arm: the arms' CPU-side work (validation's scoring) ran 16 threads each on 16 cores in phase 10 and a
-# validation took 3-4 minutes (phase 9: 140 s with two arms)
+# OpenMP threads per arm, bounded as torchrun bounds them per process: phase 10's three arms ran 16 each on 16 cores,
+# and their validations took 3-4 minutes with the GPU idle (phase 9, two arms: 140 s; cause not isolated)
 THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / (2 * $#) > 0 ? $(nproc) / (2 * $#) : 1 ))}
 pids=(); n=0
 for arm in "$@"; do
   n=$((n + 1)); note "arm-$n: $arm"
-  overrides=(); env=(DEFAULT="$DEFAULT" CASES=0 NAME="arm-$n" RATE="${RATE:-0.7}" VALIDATE="${VALIDATE:-1000000}"
+  overrides=()
+  arm_env=(DEFAULT="$DEFAULT" CASES=0 NAME="arm-$n" RATE="${RATE:-0.7}" VALIDATE="${VALIDATE:-1000000}"
     OMP_NUM_THREADS="$THREADS")
   for word in $arm; do  # words in capitals (RATE=0.35) are this arm's environment, the rest training overrides
-    if [[ $word =~ ^[A-Z_]+= ]]; then env+=("$word"); else overrides+=("$word"); fi
+    if [[ $word =~ ^[A-Z_]+= ]]; then arm_env+=("$word"); else overrides+=("$word"); fi
     if [[ $word =~ ^model\.layers=([0-9]+)$ ]]; then  # a deeper arm starts from DEFAULT grown to that depth
       python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/arm-$n/init" --layers "${BASH_REMATCH[1]}" \
         > "$W/arm-$n.grow.log" 2>&1
-      env+=(DEFAULT="$W/arm-$n/init")
+      arm_env+=(DEFAULT="$W/arm-$n/init")
     fi
   done
-  env "${env[@]}" bash bench/continue_default.sh "$W/arm-$n" auto "$MINUTES" "${overrides[@]}" > "$W/arm-$n.out" 2>&1 &
+  env "${arm_env[@]}" bash bench/continue_default.sh "$W/arm-$n" auto "$MINUTES" "${overrides[@]}" \
+    > "$W/arm-$n.out" 2>&1 &
   pids+=($!)
 done
 wait "${pids[@]}"
