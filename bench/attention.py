@@ -9,6 +9,9 @@ Shapes of config R (Wan2.1-1.3B: 12 heads x 128) with every condition: 32,760 vi
   guidance batch       3 rows (2 with conditions, 1 without, whose condition keys are padding): our split into
                        dense calls vs one masked SDPA call, both vs dense SDPA
   decoupled, fwd+bwd   the training case with gradients, vs dense SDPA fwd+bwd over the same total sequence
+  gated (lse), fwd+bwd a converted Wan2.1's video queries over video + condition keys through the log-sum-exp gate
+                       (issue #15), vs dense SDPA fwd+bwd of the same query and key lengths; and the same merge with
+                       its log-sum-exps differentiated (`attend_lse`, the backward before the fused one)
 Throughput counts useful FLOPs only (4 x queries x real keys x width; x3.5 for forward + backward).
 
     python bench/attention.py            # on a GPU, bf16
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from step import timed, top_kernels  # bench/step.py, beside this script
 
+from fulldit.attention_lse import _merge, attend_lse
 from fulldit.model import Block, StepInputs
 
 
@@ -112,6 +116,29 @@ def main() -> None:
     ref = timed(dense_step, 2, args.repeat, device)
     flops = 3.5 * 4 * width * (nv * (nv + nc) + own)
     rows.append(("decoupled, fwd+bwd", ours, tflops(flops, ours), ref, tflops(3.5 * 4 * width * (nv + nc) ** 2, ref)))
+
+    # 5. the gated merge (lse) of a converted backbone, forward + backward: video queries only
+    gated = Block(width, h, 4 * width, 1e-6, "full", True, "lse").to(device)
+    with torch.no_grad():
+        gated.cond_gate.fill_(0.5)
+    qv, kv, vv, kc, vc = (rand(1, n, True) for n in (nv, nv, nv, nc, nc))
+
+    def gated_step() -> None:
+        gated.attention(qv, kv, vv, None, kc, vc, s)[0].float().sum().backward()
+
+    def lse_differentiated_step() -> None:
+        o_v, l_v = attend_lse(qv, kv, vv, None)
+        o_c, l_c = attend_lse(qv, kc, vc, None)
+        _merge(gated.gate(), o_v, l_v, o_c, l_c)[0].float().sum().backward()
+
+    q, k, v = rand(1, nv, True), rand(1, nv + nc, True), rand(1, nv + nc, True)
+    ref = timed(dense_step, 2, args.repeat, device)
+    flops = 3.5 * 4 * width * nv * (nv + nc)
+    steps = [("gated (lse), fwd+bwd", gated_step)]
+    steps.append(("gated (lse), log-sum-exps differentiated", lse_differentiated_step))
+    for case, step in steps:
+        ours = timed(step, 2, args.repeat, device)
+        rows.append((case, ours, tflops(flops, ours), ref, tflops(flops, ref)))
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"\n# bench/attention.py  {datetime.date.today()}  {name}  torch {torch.__version__}  {args.dtype}")

@@ -30,12 +30,15 @@
 # Needs diffusers importable (AutoencoderKLWan). The GPU machine has no diffusers: carry its wheel in .whl and run
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 # first. A device call lasts at most 10 minutes, the whole chain ~25, so start it in its own session there, poll
-# (each call keeps the machine), and bring the results back from the last call:
-#   setsid nohup bash bench/standin_backbone.sh /root/standin > /root/standin.out 2>&1 &
-#   sleep 540; tail -n 3 /root/standin/plan.txt                 # next calls, until plan.txt says "done"
-#   cp /root/standin/results/* $OUT/                          # ≤ 64 MiB a call: the parts over two calls if more
-# Planned on one H200 (rates not measured yet: each stage logs its own, WORK/plan.txt its wall time): VAE 4 + 0.5
-# min, backbone 8 + 1, export/convert 0.5, eight fine-tunes and their evaluation ~10 (two waves of four), ~24 in all.
+# (each call keeps the machine; one left idle ~30 s is given back with everything on it), and bring back what there
+# is at every poll, so that a lost machine loses only what came since:
+#   setsid nohup bash bench/standin_backbone.sh /tmp/standin > /tmp/standin.out 2>&1 &
+#   sleep 520; tail -n 3 /tmp/standin/plan.txt; bash bench/standin_backbone.sh /tmp/standin pack; \
+#     cp /tmp/standin/results/* $OUT/               # <= 64 MiB a call: the parts over two calls if more
+# Measured on one H200 (2026-12-02, BENCHMARKS.md "stand-in chain"): VAE 12.7 clips/s (3.5 min: 333 steps, held-out
+# PSNR 18.4 dB), backbone 7 min + 1 for its validation and the conversions, eight fine-tunes at once (PARALLEL=8)
+# ~0.95 steps/s each at batch 16 (the lse gate ran at half that before its fused backward), so with VAE_MIN=3.5
+# T2V_MIN=7 FT_STEPS=300 EVAL_STEPS="100 200 300" the chain fits a 30-minute session with its evaluation.
 # Environment: DEVICE (cuda), PARALLEL (4), VAE_ARGS, UMT5_ARGS, T2V_ARGS and FT_ARGS (extra arguments / overrides),
 # T2V_STEPS (auto: RATE steps/s x the minutes; RATE 4, a guess at batch 64 bounded by rendering + VAE encoding),
 # FT_STEPS (400), SAVE_EVERY (100), EVAL_STEPS ("100 200 400"), GATES ("nogate separate lse lse-open"),
@@ -173,9 +176,16 @@ variant() {
       >> "$W/logs/ft-$v.log" 2>&1
     note "fine-tune $v: $(grep -o 'finished at step [0-9]*\|stopped at step [0-9]*' "$W/logs/ft-$v.log" | tail -n 1)"
   fi
+  # the listed steps that were saved, and the stop's checkpoint when train.max_minutes ended the run before the last
+  local steps=() last
   for s in $EVAL_STEPS; do
+    [ -f "$W/ft/$v/checkpoints/$(printf step_%08d "$s")/ema/config.json" ] && steps+=("$s") || note "$v: no step $s"
+  done
+  last=$(cat "$W/ft/$v/checkpoints/latest" 2>/dev/null || echo step_0)
+  last=$((10#${last#step_}))
+  [ "$last" -gt "$(printf '%s\n' 0 "${steps[@]}" | sort -n | tail -n 1)" ] && steps+=("$last")
+  for s in "${steps[@]}"; do
     ck=$W/ft/$v/checkpoints/$(printf step_%08d "$s")/ema
-    [ -f "$ck/config.json" ] || { note "$v: no checkpoint at step $s"; continue; }
     if [ ! -f "$W/eval/$v/step$s/.generated" ]; then
       python -m fulldit.cli eval --checkpoint "$ck" --bench "$W/fullbench" --out "$W/eval/$v/step$s" --cases "$CASES" \
         --combos camera depth --steps "$SAMPLE_STEPS" --device "$DEVICE" --generate-only >> "$W/logs/eval-$v.log" 2>&1

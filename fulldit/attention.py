@@ -108,7 +108,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | to
     return _attend_masked(q, k, v, mask)
 
 
-def _take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
+def take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
+    """x[idx] along dim 0 or 1: a view for a slice, a gather for a list of indices."""
     if isinstance(idx, slice):
         return x[idx] if dim == 0 else x[:, idx]
     return x.index_select(dim, torch.tensor(idx, device=x.device))
@@ -122,130 +123,15 @@ def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, km: KeyMas
         return torch.where(empty[:, None, None, None], torch.zeros_like(out), out)
     if len(km.groups) == 1 and km.groups[0][1] is not None:  # every row sees the same keys
         keys = km.groups[0][1]
-        return sdpa(q, _take(k, keys, 1), _take(v, keys, 1))
+        return sdpa(q, take(k, keys, 1), take(v, keys, 1))
     out = torch.zeros_like(q)
     for rows, keys in km.groups:
         if keys is None:
             continue  # rows without a real key: zeros
-        kr, vr = _take(_take(k, rows, 0), keys, 1), _take(_take(v, rows, 0), keys, 1)
-        y = sdpa(_take(q, rows, 0), kr, vr)
+        kr, vr = take(take(k, rows, 0), keys, 1), take(take(v, rows, 0), keys, 1)
+        y = sdpa(take(q, rows, 0), kr, vr)
         if isinstance(rows, slice):
             out[rows] = y
         else:
             out = out.index_copy(0, torch.tensor(rows, device=q.device), y)
     return out
-
-
-# -- attention with its log-sum-exp: the gated merge of two attentions (model.gated_video_attention) ------------
-
-
-def attend_lse(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention (B, Lq, H, d) and the log-sum-exp of its scaled scores (B, Lq, H) fp32, both differentiable.
-
-    Two attentions over disjoint keys merge exactly into one softmax over all keys by their log-sum-exps:
-    out = (Z1 O1 + Z2 O2) / (Z1 + Z2), Z = exp(lse). The forward runs the fused kernels that return the
-    log-sum-exp; rows without a real key give zeros and -inf.
-    """
-    return _AttentionLSE.apply(q, k, v, mask)
-
-
-class _AttentionLSE(torch.autograd.Function):
-    """Forward: fused kernels. Backward: recomputed through SDPA, the log-sum-exp's share included.
-
-    d lse_i / d s_ij = p_ij, so the gradient of sum_i g_i lse_i equals that of the surrogate
-    sum_i g_i * scale * q_i . (sum_j p_ij k_j) with the probabilities p held fixed: an attention whose values
-    are the keys, over detached scores. Both terms use the same dense kernels as the forward.
-    """
-
-    @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | None):  # noqa: ANN205
-        ctx.save_for_backward(q, k, v)
-        ctx.mask = mask
-        return _lse_forward(q, k, v, mask)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor, grad_lse: torch.Tensor):  # noqa: ANN205
-        q, k, v = ctx.saved_tensors
-        with torch.enable_grad():
-            q_, k_, v_ = (t.detach().requires_grad_() for t in (q, k, v))
-            outputs, grads = [attend(q_, k_, v_, ctx.mask)], [grad_out]
-            if grad_lse is not None:
-                keys_as_values = attend(q_.detach(), k_.detach(), k_, ctx.mask)  # sum_j p_ij k_j, p fixed
-                scale = q.shape[-1] ** -0.5
-                outputs.append((q_.float() * keys_as_values.float()).sum(-1) * scale)  # (B, Lq, H)
-                grads.append(torch.nan_to_num(grad_lse, nan=0.0, posinf=0.0, neginf=0.0))
-            dq, dk, dv = torch.autograd.grad(outputs, (q_, k_, v_), grads, allow_unused=True)
-        return dq, dk, dv, None
-
-
-def _lse_forward(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    if mask is None:
-        return _lse_dense(q, k, v)
-    out = torch.zeros_like(q)
-    lse = torch.full(q.shape[:3], float("-inf"), device=q.device, dtype=torch.float32)
-    for rows, keys in mask.groups:
-        if keys is None:
-            continue  # rows without a real key: zeros and -inf
-        o, l = _lse_dense(_take(q, rows, 0), _take(_take(k, rows, 0), keys, 1), _take(_take(v, rows, 0), keys, 1))
-        idx = torch.arange(q.shape[0], device=q.device)[rows] if isinstance(rows, slice) else torch.tensor(rows)
-        out, lse = out.index_copy(0, idx.to(q.device), o), lse.index_copy(0, idx.to(q.device), l)
-    return out, lse
-
-
-def _lse_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, Lq, H, d), lse (B, Lq, H) fp32) of dense attention from a fused kernel that returns both."""
-    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
-    out, lse = _lse_kernel(q.device.type, q.dtype)(qt, kt, vt)
-    return out.transpose(1, 2), lse.reshape(qt.shape[:3]).float().transpose(1, 2)
-
-
-def _cpu_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
-
-
-def _cuda_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)
-    return out[0], out[1]
-
-
-def _cuda_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)
-    return out[0], out[1]
-
-
-def _cuda_efficient(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)[:2]
-    return out, lse[..., : q.shape[2]]  # the kernel pads the query axis of the log-sum-exp
-
-
-def _math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
-    return (scores.softmax(-1) @ v.float()).to(q.dtype), scores.logsumexp(-1)
-
-
-@lru_cache(maxsize=8)
-def _lse_kernel(device: str, dtype: torch.dtype):  # noqa: ANN202
-    """The first fused kernel of this device whose output and log-sum-exp match the math on a probe (once).
-
-    The private ATen entry points differ between kernels and releases in layout and padding; checking each on a
-    small probe keeps a wrong convention from passing silently. The math fallback is exact but quadratic.
-    """
-    candidates = [_cpu_flash] if device == "cpu" else [_cuda_cudnn, _cuda_flash, _cuda_efficient]
-    g = torch.Generator(device="cpu").manual_seed(0)
-    # (B, H, L, d) views of (B, L, H, d) tensors: the layout `_lse_dense` passes
-    q, k, v = (torch.randn(2, n, 2, 128, generator=g).to(device, dtype).transpose(1, 2) for n in (40, 70, 70))
-    want_out, want_lse = _math(q.float(), k.float(), v.float())
-    tol = 1e-4 if dtype == torch.float32 else 3e-2
-    for kernel in candidates:
-        try:
-            out, lse = kernel(q, k, v)
-            lse = lse.reshape(want_lse.shape).float()
-        except (RuntimeError, NotImplementedError):
-            continue
-        if (out.float() - want_out).abs().max() < tol and (lse - want_lse).abs().max() < tol:
-            return kernel
-    return _math

@@ -43,7 +43,8 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from fulldit.attention import KeyMask, attend, attend_lse, key_mask, save_attention_context
+from fulldit.attention import KeyMask, attend, key_mask, save_attention_context
+from fulldit.attention_lse import gated_merge
 from fulldit.conditions import ConditionInput, Grid, build_conditions
 from fulldit.config import ModelConfig
 from fulldit.sequence import Packed, grid_positions, pack
@@ -221,14 +222,9 @@ def gated_video_attention(
     Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
     out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
     given or not (one shared softmax would take attention mass from the video keys at once); at g = 1 it is
-    FullDiT's one softmax over [video, conditions].
+    FullDiT's one softmax over [video, conditions]. Its backward costs what full attention's does (`gated_merge`).
     """
-    o_v, l_v = attend_lse(qv, kv, vv, None)  # (B, Nv, H, d), (B, Nv, H)
-    o_c, l_c = attend_lse(qv, kc, vc, cond_keys)  # rows without condition keys: zeros, -inf
-    m = torch.maximum(l_v, l_c)
-    z_v, z_c = torch.exp(l_v - m), gate * torch.exp(l_c - m)  # (B, Nv, H); the gate is per head
-    w = (z_c / (z_v + z_c))[..., None]  # the conditions' share of the attention mass
-    return (o_v + w * (o_c.float() - o_v.float())).type_as(o_v).flatten(-2)  # (B, Nv, H*d)
+    return gated_merge(gate, qv, kv, vv, kc, vc, cond_keys).flatten(-2)  # (B, Nv, H*d)
 
 
 def separate_video_attention(

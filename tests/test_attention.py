@@ -76,7 +76,8 @@ def reference_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
 @pytest.mark.parametrize("name", ["guidance", "scattered", "empty row", "many"])
 def test_attention_with_log_sum_exp_and_its_gradients(name: str) -> None:
     """attend_lse: output and log-sum-exp equal the written-out softmax, and so do the gradients of both."""
-    from fulldit.attention import attend_lse, key_mask
+    from fulldit.attention import key_mask
+    from fulldit.attention_lse import attend_lse
 
     mask = torch.tensor(MASKS[name], dtype=torch.bool)
     q, k, v = qkv(len(mask), seed=1)
@@ -92,4 +93,77 @@ def test_attention_with_log_sum_exp_and_its_gradients(name: str) -> None:
     grads = torch.autograd.grad(loss(out, lse), (q, k, v))
     want = torch.autograd.grad(loss(want_out, want_lse), (q, k, v))
     for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def gated_reference(gate: torch.Tensor, qv, kv, vv, kc, vc, cond: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    """One softmax over [video, conditions] written out, the condition keys' scores raised by log gate (per head)."""
+    k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)
+    scores = torch.einsum("bqhd,bkhd->bhqk", qv, k) / qv.shape[-1] ** 0.5
+    bias = torch.cat([torch.zeros(kv.shape[1]), torch.ones(kc.shape[1])])[None, None, None, :] * gate.log()[
+        None, :, None, None]  # gate 0: -inf, the condition keys take no mass
+    real = torch.cat([torch.ones(cond.shape[0], kv.shape[1], dtype=torch.bool), cond], 1)
+    scores = (scores + torch.nan_to_num(bias, neginf=-1e30)).masked_fill(~real[:, None, None, :], float("-inf"))
+    return torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v)
+
+
+@pytest.mark.parametrize("gate", [[0.3, 1.0], [0.0, 0.6], [0.0, 0.0]])
+@pytest.mark.parametrize("name", ["guidance", "empty row", "many"])
+def test_gated_merge_is_one_softmax_forward_and_backward(gate: list[float], name: str) -> None:
+    """gated_merge's fused backward (the fused kernels given the merged output and log-sum-exp) equals the gradient
+    of the written-out softmax over [video, conditions] with log g on the condition keys, gate's included (1e-5,
+    float32), and so does the route that differentiates the log-sum-exps. Closed gates: exactly the video's
+    attention, and exactly no gradient for the condition keys and values."""
+    from fulldit.attention import key_mask
+    from fulldit.attention_lse import _backward_kernel, _merge, attend_lse, gated_merge
+
+    assert _backward_kernel("cpu", torch.float32) is not None  # the fused route runs here
+    cond = torch.tensor(MASKS[name], dtype=torch.bool)
+    g = torch.Generator().manual_seed(3)
+    qv, kv, vv = (torch.randn(len(cond), 9, 2, 8, generator=g, requires_grad=True) for _ in range(3))
+    kc, vc = (torch.randn(len(cond), 11, 2, 8, generator=g, requires_grad=True) for _ in range(2))
+    gate_t = torch.tensor(gate, requires_grad=True)
+    inputs = (gate_t, qv, kv, vv, kc, vc)
+    out = gated_merge(gate_t, qv, kv, vv, kc, vc, key_mask(cond))
+    want = gated_reference(gate_t, qv, kv, vv, kc, vc, cond)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad(out, inputs, upstream)
+    o_v, l_v = attend_lse(qv, kv, vv, None)
+    o_c, l_c = attend_lse(qv, kc, vc, key_mask(cond))
+    differentiated = torch.autograd.grad(_merge(gate_t, o_v, l_v, o_c, l_c)[0], inputs, upstream)
+    written_out = torch.autograd.grad(want, inputs[1:], upstream)  # log 0 has no gradient to compare at gate 0
+    for a, b in zip(grads, differentiated):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads[1:], written_out):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    if gate == [0.0, 0.0]:
+        assert torch.equal(out, attend(qv, kv, vv, None))
+        assert not grads[4].any() and not grads[5].any()
+        assert grads[0].abs().min() > 0  # a closed gate still learns to open
+
+
+def test_a_backward_kernel_that_ignores_the_merged_softmax_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe rejects a backward that recomputes its own output and log-sum-exp (right for one attention, wrong
+    for a share of a merged one); with none left, gated_merge differentiates the log-sum-exps, same gradients."""
+    from fulldit import attention_lse
+    from fulldit.attention_lse import _cpu_flash, _cpu_flash_backward, gated_merge
+
+    def own_softmax(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
+        own_out, own_lse = _cpu_flash(q, k, v)
+        return _cpu_flash_backward(grad_out, q, k, v, own_out, own_lse)
+
+    g = torch.Generator().manual_seed(4)
+    qv, kv, vv, kc, vc = (torch.randn(2, 6, 2, 8, generator=g, requires_grad=True) for _ in range(5))
+    gate = torch.tensor([0.5, 0.8], requires_grad=True)
+    fused = torch.autograd.grad(gated_merge(gate, qv, kv, vv, kc, vc, None).sum(), (gate, qv, kc))
+    monkeypatch.setitem(attention_lse.BACKWARD, "cpu", [own_softmax])
+    attention_lse._backward_kernel.cache_clear()
+    try:
+        assert attention_lse._backward_kernel("cpu", torch.float32) is None
+        fallback = torch.autograd.grad(gated_merge(gate, qv, kv, vv, kc, vc, None).sum(), (gate, qv, kc))
+    finally:
+        monkeypatch.undo()
+        attention_lse._backward_kernel.cache_clear()
+    for a, b in zip(fused, fallback):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

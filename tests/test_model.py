@@ -282,9 +282,16 @@ def test_flops_count_follows_condition_layers_and_the_cache() -> None:
     assert cached - text_only == 4 * 4 * n * c * d  # only the video queries' extra keys
 
 
+@pytest.mark.parametrize("layout", ["isolated", "full+gate"])
 @pytest.mark.parametrize("mode", ["full", "selective"])
-def test_activation_checkpointing_modes_give_the_same_gradients(mode: str) -> None:
-    m = model("isolated", layers=3, condition_layers=(0, 1))
+def test_activation_checkpointing_modes_give_the_same_gradients(mode: str, layout: str) -> None:
+    """Recomputing in backward changes no gradient, the gated merge's fused backward (attention_lse) included."""
+    if layout == "isolated":
+        m = model("isolated", layers=3, condition_layers=(0, 1))
+    else:
+        m = model("full", layers=3, condition_gate=True)
+        for block in m.blocks:
+            torch.nn.init.uniform_(block.cond_gate, 0.2, 0.9)
     m.train()
     x, t, ctx = inputs()
     cond = conditions()
