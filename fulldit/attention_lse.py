@@ -26,7 +26,12 @@ Kernels = tuple  # (forward, backward) of one device and dtype
 
 
 def gated_merge(
-    gate: torch.Tensor, qv: torch.Tensor, kv: torch.Tensor, vv: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor,
+    gate: torch.Tensor,
+    qv: torch.Tensor,
+    kv: torch.Tensor,
+    vv: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
     cond_keys: KeyMask | None,
 ) -> torch.Tensor:
     """Video queries qv (B, Nv, H, d) over the video keys and the condition keys, merged with gate (H,) in [0, 1].
@@ -120,8 +125,11 @@ class _AttentionLSE(torch.autograd.Function):
 
 
 def _row_index(rows: Index, like: torch.Tensor) -> torch.Tensor:
-    return torch.arange(like.shape[0], device=like.device)[rows] if isinstance(rows, slice) else torch.tensor(
-        rows, device=like.device)
+    return (
+        torch.arange(like.shape[0], device=like.device)[rows]
+        if isinstance(rows, slice)
+        else torch.tensor(rows, device=like.device)
+    )
 
 
 def _lse_forward(
@@ -142,7 +150,12 @@ def _lse_forward(
 
 
 def _lse_backward(
-    grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+    grad_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
     mask: KeyMask | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dq, dk, dv of the keys' share in a softmax whose output is `out` and log-sum-exp `lse` (B, Lq, H) fp32."""
@@ -181,6 +194,7 @@ def _backward_dense(
 
 # -- the fused kernels: (B, H, L, d) views in, forward (out, lse), backward (dq, dk, dv) given out and lse (B, H, Lq)
 
+
 def _cpu_flash(q, k, v):  # noqa: ANN001, ANN202
     return _aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
 
@@ -196,7 +210,8 @@ def _cuda_cudnn(q, k, v):  # noqa: ANN001, ANN202
 
 def _cuda_cudnn_backward(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
     return _aten._scaled_dot_product_cudnn_attention_backward(
-        grad_out, q, k, v, out, lse[..., None], None, None, None, None, None, q.shape[2], k.shape[2], 0.0, False)
+        grad_out, q, k, v, out, lse[..., None], None, None, None, None, None, q.shape[2], k.shape[2], 0.0, False
+    )
 
 
 def _cuda_flash(q, k, v):  # noqa: ANN001, ANN202
@@ -206,7 +221,8 @@ def _cuda_flash(q, k, v):  # noqa: ANN001, ANN202
 
 def _cuda_flash_backward(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
     return _aten._scaled_dot_product_flash_attention_backward(
-        grad_out, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, False, None, None)
+        grad_out, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, False, None, None
+    )
 
 
 def _cuda_efficient(q, k, v):  # noqa: ANN001, ANN202
@@ -217,7 +233,8 @@ def _cuda_efficient(q, k, v):  # noqa: ANN001, ANN202
 def _cuda_efficient_backward(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
     padded = torch.nn.functional.pad(lse, (0, -lse.shape[-1] % 32))  # its layout: the query axis padded to 32
     return _aten._scaled_dot_product_efficient_attention_backward(
-        grad_out, q, k, v, None, out, padded, None, None, 0.0, [True, True, True, False], False)[:3]
+        grad_out, q, k, v, None, out, padded, None, None, 0.0, [True, True, True, False], False
+    )[:3]
 
 
 def _math(q, k, v):  # noqa: ANN001, ANN202
@@ -231,8 +248,11 @@ def _math_backward(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
     qf, kf, vf, go = q.float(), k.float(), v.float(), grad_out.float()
     p = torch.exp(qf @ kf.transpose(-1, -2) * scale - lse[..., None])
     ds = p * (go @ vf.transpose(-1, -2) - (go * out.float()).sum(-1, keepdim=True))
-    return ((ds @ kf) * scale).to(q.dtype), ((ds.transpose(-1, -2) @ qf) * scale).to(k.dtype), (
-        p.transpose(-1, -2) @ go).to(v.dtype)
+    return (
+        ((ds @ kf) * scale).to(q.dtype),
+        ((ds.transpose(-1, -2) @ qf) * scale).to(k.dtype),
+        (p.transpose(-1, -2) @ go).to(v.dtype),
+    )
 
 
 FORWARD = {"cpu": [_cpu_flash], "cuda": [_cuda_cudnn, _cuda_flash, _cuda_efficient]}

@@ -100,8 +100,10 @@ def gated_reference(gate: torch.Tensor, qv, kv, vv, kc, vc, cond: torch.Tensor) 
     """One softmax over [video, conditions] written out, the condition keys' scores raised by log gate (per head)."""
     k, v = torch.cat([kv, kc], 1), torch.cat([vv, vc], 1)
     scores = torch.einsum("bqhd,bkhd->bhqk", qv, k) / qv.shape[-1] ** 0.5
-    bias = torch.cat([torch.zeros(kv.shape[1]), torch.ones(kc.shape[1])])[None, None, None, :] * gate.log()[
-        None, :, None, None]  # gate 0: -inf, the condition keys take no mass
+    bias = (
+        torch.cat([torch.zeros(kv.shape[1]), torch.ones(kc.shape[1])])[None, None, None, :]
+        * gate.log()[None, :, None, None]
+    )  # gate 0: -inf, the condition keys take no mass
     real = torch.cat([torch.ones(cond.shape[0], kv.shape[1], dtype=torch.bool), cond], 1)
     scores = (scores + torch.nan_to_num(bias, neginf=-1e30)).masked_fill(~real[:, None, None, :], float("-inf"))
     return torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v)
