@@ -22,7 +22,6 @@ import torch
 from fulldit.attention import Index, KeyMask, attend, take
 
 _aten = torch.ops.aten
-Kernels = tuple  # (forward, backward) of one device and dtype
 
 
 def gated_merge(
