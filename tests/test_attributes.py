@@ -114,7 +114,9 @@ def test_scorer_reads_caption_attributes(attribute_bench: dict[str, Path]) -> No
     assert list(scorer.gt_attributes) == [case.id]  # the ground truth is read once per case
     net = AttributeNet.from_file(attribute_bench["net"])
     feats, preds = net.read(case.clip.video)
-    assert gt["attr_acc_gt"] == attribute_accuracy(preds, targets(case.clip.meta))["mean"]
+    by_group = attribute_accuracy(preds, targets(case.clip.meta))
+    assert gt["attr_acc_gt"] == by_group["mean"]
+    assert gt["attr_groups"] == gt["attr_groups_gt"] == [by_group[name] for name in GROUPS]
     np.testing.assert_allclose(gt["attr_features"], feats, atol=1e-6)
 
 
@@ -136,7 +138,18 @@ def test_aggregate_reports_frechet_and_accuracy_ratio(attribute_bench: dict[str,
     assert summary["given"]["ratio"] == pytest.approx(1.0) and summary["given"]["n"] == 3
     assert summary["noise"]["frechet"] == table["noise"]["frechet"]["mean"]
     assert metrics["attributes"]["all"]["given"]["frechet"] == pytest.approx(0.0, abs=1e-3)
-    assert "## Caption attributes" in markdown({**metrics, "protocol": {"camera": ""}})
+    groups = metrics["attributes"]["all"]["noise"]["groups"]
+    assert list(groups) == list(GROUPS)  # per attribute group: means over the cases, generated and ground truth
+    for i, name in enumerate(GROUPS):
+        assert groups[name]["accuracy"] == pytest.approx(
+            np.mean([results[c.id]["noise"]["attr_groups"][i] for c in cases])
+        )
+        assert groups[name]["accuracy_gt"] == pytest.approx(
+            np.mean([results[c.id]["given"]["attr_groups"][i] for c in cases])
+        )
+    report = markdown({**metrics, "protocol": {"camera": ""}})
+    assert "## Caption attributes" in report
+    assert "| variant | " + " | ".join(GROUPS) + " |" in report  # the per-group table
     two = aggregate({c.id: results[c.id] for c in cases[:1]}, {"first-frame": cases[:1]}, info)
     assert "frechet" not in two["combos"]["first-frame"]["given"]  # one case: no Fréchet distance
     assert two["attributes"]["combos"]["first-frame"]["given"]["frechet"] is None

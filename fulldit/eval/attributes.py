@@ -117,8 +117,13 @@ class AttributeNet(nn.Module):
 
     def caption_accuracy(self, video: torch.Tensor, meta: dict) -> tuple[np.ndarray, float]:
         """One video's feature vector and its caption-attribute accuracy (mean over groups) against its clip's meta."""
+        features, scores = self.caption_scores(video, meta)
+        return features, scores["mean"]
+
+    def caption_scores(self, video: torch.Tensor, meta: dict) -> tuple[np.ndarray, dict[str, float]]:
+        """One video's feature vector and its accuracy per attribute group (`GROUPS`) and their mean."""
         features, preds = self.read(video)
-        return features, attribute_accuracy(preds, targets(meta))["mean"]
+        return features, attribute_accuracy(preds, targets(meta))
 
     def save(self, path: str | Path, info: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """The weights (cast to `dtype`), the architecture and provenance `info` in one safetensors file, atomically."""

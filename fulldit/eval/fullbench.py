@@ -233,12 +233,15 @@ class Scorer:
             attribute_model = str(DEFAULT_WEIGHTS)
         self.attributes = AttributeNet.from_file(attribute_model, device) if attribute_model else None
         self.gt_flow: dict[str, np.ndarray] = {}  # per case: every variant compares against the same GT flow
-        self.gt_attributes: dict[str, tuple[list[float], float]] = {}  # per case: GT features and accuracy
+        self.gt_attributes: dict[str, tuple] = {}  # per case: GT features, accuracy and accuracy per group
 
-    def read_attributes(self, video: torch.Tensor, meta: dict) -> tuple[list[float], float]:
-        """The classifier's feature vector of a video and its caption-attribute accuracy against `meta`."""
-        features, accuracy = self.attributes.caption_accuracy(video, meta)
-        return [float(x) for x in features], accuracy
+    def read_attributes(self, video: torch.Tensor, meta: dict) -> tuple[list[float], float, list[float]]:
+        """The classifier's feature vector of a video, its caption-attribute accuracy against `meta`, and that
+        accuracy per attribute group (in `attributes.GROUPS` order: which of the caption's statements fail)."""
+        from fulldit.eval.attributes import GROUPS
+
+        features, scores = self.attributes.caption_scores(video, meta)
+        return [float(x) for x in features], scores["mean"], [scores[name] for name in GROUPS]
 
     def __call__(self, video: torch.Tensor, case: Case) -> dict[str, Any]:
         from fulldit.eval.camera_metrics import camera_errors, estimate_poses, is_rotation_only
@@ -283,8 +286,8 @@ class Scorer:
         if self.attributes is not None:  # lists: the features of the Fréchet distance, not per-video metrics
             if case.id not in self.gt_attributes:
                 self.gt_attributes[case.id] = self.read_attributes(gt.video, gt.meta)
-            s["attr_features"], s["attr_acc"] = self.read_attributes(video, gt.meta)
-            s["attr_features_gt"], s["attr_acc_gt"] = self.gt_attributes[case.id]
+            s["attr_features"], s["attr_acc"], s["attr_groups"] = self.read_attributes(video, gt.meta)
+            s["attr_features_gt"], s["attr_acc_gt"], s["attr_groups_gt"] = self.gt_attributes[case.id]
         return s
 
 
@@ -417,7 +420,7 @@ def _paired(results: dict, group: list[Case], metric: str, base: str, name: str)
 def _attribute_row(scores: list[dict]) -> dict[str, Any]:
     """Caption-attribute accuracy of generated and GT videos (means over the cases), their ratio, and the Fréchet
     distance between the generated and the GT features of the same cases (None with fewer than 2 cases)."""
-    from fulldit.eval.attributes import frechet_distance
+    from fulldit.eval.attributes import GROUPS, frechet_distance
 
     rows = [r for r in scores if "attr_acc" in r and "attr_acc_gt" in r]
     acc = float(np.mean([r["attr_acc"] for r in rows]))
@@ -429,8 +432,13 @@ def _attribute_row(scores: list[dict]) -> dict[str, Any]:
         gen = np.array([r["attr_features"] for r in pairs], dtype=np.float64)
         gt = np.array([r["attr_features_gt"] for r in pairs], dtype=np.float64)
         frechet = max(0.0, frechet_distance(gen, gt))  # not below 0 by rounding
+    grouped = [r for r in rows if len(r.get("attr_groups", ())) == len(r.get("attr_groups_gt", ())) == len(GROUPS)]
+    groups = {name: {"accuracy": float(np.mean([r["attr_groups"][i] for r in grouped])),
+                     "accuracy_gt": float(np.mean([r["attr_groups_gt"][i] for r in grouped]))}
+              for i, name in enumerate(GROUPS)} if grouped else {}  # fmt: skip
     return {"accuracy": acc, "accuracy_gt": acc_gt, "ratio": acc / acc_gt if acc_gt else float("nan"),
-            "frechet": frechet, "n": len(rows), "n_frechet": len(pairs) if frechet is not None else 0}  # fmt: skip
+            "frechet": frechet, "n": len(rows), "n_frechet": len(pairs) if frechet is not None else 0,
+            "groups": groups}  # fmt: skip
 
 
 def _attributes(results: dict, by_combo: dict[str, list[Case]], combos: dict[str, dict]) -> dict[str, Any]:

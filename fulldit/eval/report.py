@@ -56,7 +56,20 @@ def _attribute_section(attributes: dict | None) -> list[str]:
             f"| {combo} | {variant} | {_fmt(r['accuracy'])} | {_fmt(r['accuracy_gt'])} | {_fmt(r['ratio'])} | "
             f"{_fmt(r.get('frechet'))} | {r['n']} |"
         )
+    pooled = {v: r for v, r in attributes.get("all", {}).items() if r.get("groups")}
+    if pooled:  # which of the caption's statements each variant gets right, over all its cases
+        names = list(next(iter(pooled.values()))["groups"])
+        lines += ["", "Per attribute group, all cases: generated accuracy / ground truth's (the ratio).", "",
+                  "| variant | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
+        for variant, r in pooled.items():
+            cells = [r["groups"][n] for n in names]
+            shown = [f"{_fmt(c['accuracy'])} / {_fmt(c['accuracy_gt'])} ({_fmt(_ratio(c))})" for c in cells]
+            lines.append(f"| {variant} | " + " | ".join(shown) + " |")
     return [*lines, ""]
+
+
+def _ratio(cell: dict) -> float | None:
+    return cell["accuracy"] / cell["accuracy_gt"] if cell["accuracy_gt"] else None
 
 
 def markdown(metrics: dict) -> str:
