@@ -123,12 +123,9 @@ class _AttentionLSE(torch.autograd.Function):
         return dq, dk, dv, None
 
 
-def _row_index(rows: Index, like: torch.Tensor) -> torch.Tensor:
-    return (
-        torch.arange(like.shape[0], device=like.device)[rows]
-        if isinstance(rows, slice)
-        else torch.tensor(rows, device=like.device)
-    )
+def _indices(idx: Index, n: int, device: torch.device) -> torch.Tensor:
+    """The positions a slice or index list picks out of n, as a tensor (for index_copy and scatter)."""
+    return torch.arange(n, device=device)[idx] if isinstance(idx, slice) else torch.tensor(idx, device=device)
 
 
 def _lse_forward(
@@ -143,7 +140,7 @@ def _lse_forward(
         if keys is None:
             continue  # rows without a real key: zeros and -inf
         o, l = _lse_dense(take(q, rows, 0), take(take(k, rows, 0), keys, 1), take(take(v, rows, 0), keys, 1))
-        idx = _row_index(rows, q)
+        idx = _indices(rows, q.shape[0], q.device)
         out, lse = out.index_copy(0, idx, o), lse.index_copy(0, idx, l)
     return out, lse
 
@@ -166,11 +163,10 @@ def _lse_backward(
             continue  # rows without a real key took no share
         go, qr, kr, vr, outr, lser = (take(x, rows, 0) for x in (grad_out, q, k, v, out, lse))
         gq, gk, gv = _backward_dense(go, qr, take(kr, keys, 1), take(vr, keys, 1), outr, lser)
-        idx = _row_index(rows, q)
-        kidx = keys if isinstance(keys, slice) else torch.tensor(keys, device=k.device)
+        idx = _indices(rows, q.shape[0], q.device)
+        at = (idx[:, None], _indices(keys, k.shape[1], k.device)[None])  # (rows, keys) of dk and dv
         dq = dq.index_copy(0, idx, gq)
-        dk[idx[:, None], torch.arange(k.shape[1], device=k.device)[kidx][None]] = gk
-        dv[idx[:, None], torch.arange(k.shape[1], device=k.device)[kidx][None]] = gv
+        dk[at], dv[at] = gk, gv
     return dq, dk, dv
 
 
