@@ -275,7 +275,8 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps and at the end
     for r in rows:
-        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1", "attr_text", "seconds"}
+        assert set(r) == {"step", "psnr_all", "psnr_text", "identity_gain", "x0_psnr_all_t1", "attr_text", "room_cond",
+                          "seconds"}  # fmt: skip
         assert 0 < r["seconds"] < 600  # how long the training waited for it
         assert all(0 < r[k] < 100 for k in ("psnr_all", "psnr_text", "x0_psnr_all_t1"))
         assert -1 <= r["identity_gain"] <= 1  # a difference of two palette fractions (tiny reads references)
@@ -299,7 +300,9 @@ def test_validation_scores_unseen_worlds(tmp_path: Path) -> None:
 
 def test_validation_text_adherence_is_the_classifier_on_the_caption_only_clips(monkeypatch: pytest.MonkeyPatch) -> None:
     """attr_text: the attribute classifier's accuracy on the caption-only clips over its accuracy on the truth: exactly
-    1 when those clips are the truth, below 1 for clips that show nothing (grey); the other tasks are untouched."""
+    1 when those clips are the truth, below 1 for clips that show nothing (grey); the other tasks are untouched.
+    room_cond: its walls and floor accuracy on the clips with every condition but the first frame, exactly 1 when
+    those are the truth, and read from those clips alone."""
     from fulldit.generate import Pipeline
     from fulldit.train.validate import validate, validation_clips
 
@@ -311,14 +314,19 @@ def test_validation_text_adherence_is_the_classifier_on_the_caption_only_clips(m
         def generate(self, req=None, **kw):
             prompt = kw["prompt"] if req is None else req.prompt
             caption_only = req is None and set(kw) == {"prompt", "frames", "seed"}  # no condition, no first frame
-            return truth[prompt] if (caption_only and shown == "truth") else torch.full_like(truth[prompt], 0.5)
+            conditions_only = req is not None and req.first_frame is None and req.depth is not None
+            wanted = {"truth": caption_only, "room": conditions_only}[shown]
+            return truth[prompt] if wanted else torch.full_like(truth[prompt], 0.5)
 
         return generate
 
     scores = {}
-    for shown in ("truth", "grey"):
+    for shown in ("truth", "room"):
         monkeypatch.setattr(Pipeline, "generate", fake(shown))
         scores[shown] = validate(pipe, clips)
+    scores["grey"] = scores.pop("room")  # its caption-only clips are grey
+    assert scores["grey"]["room_cond"] == 1.0  # the conditions-only clips were the truth
+    assert scores["truth"]["room_cond"] < 0.5  # grey conditions-only clips: read from those clips alone
     assert scores["truth"]["attr_text"] == 1.0
     assert scores["grey"]["attr_text"] < 0.9
     assert scores["truth"]["psnr_all"] == scores["grey"]["psnr_all"]  # the every-condition clip is grey in both
