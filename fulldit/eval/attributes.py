@@ -115,11 +115,6 @@ class AttributeNet(nn.Module):
             preds[name] = (z > 0).float() if multi else F.one_hot(z.argmax(), len(z)).float()
         return h[0].float().cpu().numpy(), preds
 
-    def caption_accuracy(self, video: torch.Tensor, meta: dict) -> tuple[np.ndarray, float]:
-        """One video's feature vector and its caption-attribute accuracy (mean over groups) against its clip's meta."""
-        features, scores = self.caption_scores(video, meta)
-        return features, scores["mean"]
-
     def caption_scores(self, video: torch.Tensor, meta: dict) -> tuple[np.ndarray, dict[str, float]]:
         """One video's feature vector and its accuracy per attribute group (`GROUPS`) and their mean."""
         features, preds = self.read(video)

@@ -128,8 +128,8 @@ def validate(pipe: Pipeline, clips: list[Clip], seed: int = 0, **sampling: float
             accuracy["text"].append(reader.caption_scores(text, clip.meta)[1]["mean"])
             if names:  # the conditions without the first frame: does the caption's room survive them?
                 cond = pipe.generate(dataclasses.replace(all_request(pipe, clip, seed), first_frame=None), **sampling)
-                given = reader.caption_scores(cond.cpu(), clip.meta)[1]
-                accuracy["room_cond"].append((given["walls"] + given["floor"]) / 2)
+                room = reader.caption_scores(cond.cpu(), clip.meta)[1]
+                accuracy["room_cond"].append((room["walls"] + room["floor"]) / 2)
                 accuracy["room_truth"].append((truth["walls"] + truth["floor"]) / 2)
         refs = clip.references[:max_refs]
         if refs:
