@@ -11,7 +11,9 @@ Shapes of config R (Wan2.1-1.3B: 12 heads x 128) with every condition: 32,760 vi
   decoupled, fwd+bwd   the training case with gradients, vs dense SDPA fwd+bwd over the same total sequence
   gated (lse), fwd+bwd a converted Wan2.1's video queries over video + condition keys through the log-sum-exp gate
                        (issue #15), vs dense SDPA fwd+bwd of the same query and key lengths; and the same merge with
-                       its log-sum-exps differentiated (`attend_lse`, the backward before the fused one)
+                       its log-sum-exps differentiated (`attend_lse`, the backward before the fused one); its
+                       forward alone; on a GPU the kernels that take its time and dense SDPA's, and which fused
+                       kernels the probes chose
 Throughput counts useful FLOPs only (4 x queries x real keys x width; x3.5 for forward + backward).
 
     python bench/attention.py            # on a GPU, bf16
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from step import timed, top_kernels  # bench/step.py, beside this script
 
-from fulldit.attention_lse import _merge, attend_lse
+from fulldit.attention_lse import _backward_kernel, _forward_kernel, _merge, attend_lse
 from fulldit.model import Block, StepInputs
 
 
@@ -75,7 +77,12 @@ def main() -> None:
         ref = timed(dense(nv + nc, nv + nc), 2, args.repeat, device)
         flops = 4 * width * (nv * (nv + nc) + own)
         rows.append(("decoupled, uncached", ours, tflops(flops, ours), ref, tflops(4 * width * (nv + nc) ** 2, ref)))
-        kernels = top_kernels(lambda: block.attention(qv, kv, vv, qc, kc, vc, s), 4) if device.type == "cuda" else []
+        kernels = []
+        if device.type == "cuda":
+            kernels = [
+                (f"decoupled, uncached: {k}", ms)
+                for k, ms in top_kernels(lambda: block.attention(qv, kv, vv, qc, kc, vc, s), 4)
+            ]
         # 2. cached step: video queries only
         ours = timed(lambda: block.attention(qv, kv, vv, None, kc, vc, s), 2, args.repeat, device)
         ref = timed(dense(nv, nv + nc), 2, args.repeat, device)
@@ -139,6 +146,14 @@ def main() -> None:
     for case, step in steps:
         ours = timed(step, 2, args.repeat, device)
         rows.append((case, ours, tflops(flops, ours), ref, tflops(flops, ref)))
+    with torch.no_grad():  # the forward alone: where the gated step's time goes, with the kernels below
+        ours = timed(lambda: gated.attention(qv, kv, vv, None, kc, vc, s), 2, args.repeat, device)
+        ref = timed(dense(nv, nv + nc), 2, args.repeat, device)
+        flops = 4 * width * nv * (nv + nc)
+        rows.append(("gated (lse), forward", ours, tflops(flops, ours), ref, tflops(flops, ref)))
+    if device.type == "cuda":
+        kernels += [(f"gated fwd+bwd: {k}", ms) for k, ms in top_kernels(gated_step, 6)]
+        kernels += [(f"dense fwd+bwd: {k}", ms) for k, ms in top_kernels(dense_step, 4)]
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"\n# bench/attention.py  {datetime.date.today()}  {name}  torch {torch.__version__}  {args.dtype}")
@@ -147,8 +162,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for case, sec, tf, rsec, rtf in rows:
         print(f"| {case} | {sec * 1e3:.1f} | {tf:.0f} | {rsec * 1e3:.1f} | {rtf:.0f} | {tf / rtf:.3f} |")
+    back = _backward_kernel(device.type, dtype)  # chosen by the probe at the first gated step
+    print(
+        f"  gated (lse) kernels: forward {_forward_kernel(device.type, dtype).__name__}, "
+        f"backward {back.__name__ if back else 'none (the log-sum-exps differentiated)'}"
+    )
     for k, ms in kernels:
-        print(f"  decoupled, uncached kernel: {ms:8.2f} ms  {k[:100]}")
+        print(f"  kernel {ms:8.2f} ms  {k[:120]}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
     return out.transpose(1, 2)  # (B, Lq, H, d)
 
 
-Index = slice | list[int]
+Index = slice | list[int] | torch.Tensor  # a tensor: int64 positions on the device of the tensors it indexes
 
 
 def _as_index(idx: list[int]) -> Index:
@@ -82,7 +82,7 @@ class KeyMask:
     """
 
     mask: torch.Tensor  # (B, Lk) bool
-    groups: tuple[tuple[Index, Index | None], ...]  # (rows, keys) per pattern
+    groups: tuple[tuple[Index, Index | None], ...]  # (rows, keys) per pattern: slices or index tensors on the device
 
 
 def key_mask(mask: torch.Tensor | None) -> KeyMask | None:
@@ -92,7 +92,14 @@ def key_mask(mask: torch.Tensor | None) -> KeyMask | None:
     cpu = mask.cpu()
     if bool(cpu.all()):
         return None
-    return KeyMask(mask, _mask_groups(cpu.numpy().tobytes(), tuple(cpu.shape)))
+    groups = _mask_groups(cpu.numpy().tobytes(), tuple(cpu.shape))
+    return KeyMask(mask, tuple((_on(rows, mask.device), _on(keys, mask.device)) for rows, keys in groups))
+
+
+def _on(idx: Index | None, device: torch.device) -> Index | None:
+    """Index lists as tensors on the device, once per mask: each host-to-device copy of a list waits for the GPU's
+    queue to drain, and every block's attention (forward and backward) reads the same groups."""
+    return torch.tensor(idx, device=device) if isinstance(idx, list) else idx
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | torch.Tensor | None) -> torch.Tensor:
@@ -109,10 +116,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | to
 
 
 def take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
-    """x[idx] along dim 0 or 1: a view for a slice, a gather for a list of indices."""
+    """x[idx] along dim 0 or 1: a view for a slice, a gather for indices."""
     if isinstance(idx, slice):
         return x[idx] if dim == 0 else x[:, idx]
-    return x.index_select(dim, torch.tensor(idx, device=x.device))
+    return x.index_select(dim, idx if isinstance(idx, torch.Tensor) else torch.tensor(idx, device=x.device))
 
 
 # eager only: FullDiT.compile_blocks compiles the dense stretches around attention, never attention itself
@@ -133,5 +140,5 @@ def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, km: KeyMas
         if isinstance(rows, slice):
             out[rows] = y
         else:
-            out = out.index_copy(0, torch.tensor(rows, device=q.device), y)
+            out = out.index_copy(0, _on(rows, q.device), y)
     return out

@@ -72,7 +72,7 @@ class _GatedMerge(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
         gate, qv, kv, vv, kc, vc, out, o_c, lse, cond_share = ctx.saved_tensors
-        grad_out = grad_out.to(out.dtype)
+        grad_out = grad_out.to(out.dtype).contiguous()  # the fused kernels expect dO laid out as out (not expanded)
         dgate = (cond_share * (grad_out.float() * (o_c.float() - out.float())).sum(-1)).sum((0, 1))
         dq, dkv, dvv = _lse_backward(grad_out, qv, kv, vv, out, lse, None)
         # the condition keys' scores carry + log g; a closed gate's +inf makes their probabilities exactly 0, so nothing
@@ -124,8 +124,10 @@ class _AttentionLSE(torch.autograd.Function):
 
 
 def _indices(idx: Index, n: int, device: torch.device) -> torch.Tensor:
-    """The positions a slice or index list picks out of n, as a tensor (for index_copy and scatter)."""
-    return torch.arange(n, device=device)[idx] if isinstance(idx, slice) else torch.tensor(idx, device=device)
+    """The positions a slice or indices pick out of n, as a tensor (for index_copy and scatter)."""
+    if isinstance(idx, slice):
+        return torch.arange(n, device=device)[idx]
+    return idx if isinstance(idx, torch.Tensor) else torch.tensor(idx, device=device)
 
 
 def _lse_forward(

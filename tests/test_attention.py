@@ -65,6 +65,22 @@ def test_patterns_run_as_dense_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [(3, 11, True)]
 
 
+def test_mask_groups_index_on_the_device_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyMask's scattered rows and keys are index tensors made once: the calls that reuse it copy nothing from
+    the host (on a GPU each such copy waits for the queue to drain)."""
+    km = attention.key_mask(torch.tensor(MASKS["scattered"], dtype=torch.bool))
+    for rows, keys in km.groups:
+        assert all(isinstance(i, (slice, torch.Tensor)) for i in (rows, keys))
+    assert any(isinstance(i, torch.Tensor) for group in km.groups for i in group)  # the case is one with gathers
+    made = []
+    real = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **kw: made.append(a) or real(*a, **kw))
+    q, k, v = qkv(3)
+    out = attend(q, k, v, km)
+    torch.testing.assert_close(out, reference(q, k, v, km.mask), atol=1e-5, rtol=1e-5)
+    assert made == []
+
+
 def reference_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple:
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
     scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
