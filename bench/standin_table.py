@@ -16,7 +16,8 @@ with `fulldit eval --generate-only`); this script holds the pieces that are not 
                            run's are not brought back; SfM needs pycolmap: run on the CPU machine)
     table WORK             the BENCHMARKS.md table from WORK/eval/<variant>/step<S>/{metrics.json,textonly/}:
                            per variant and step, the camera's flow error vs another path, depth's error vs without,
-                           the gates, the text-only drift; WORK/table.md and WORK/table.jsonl
+                           the PSNR each gains over those arms, the gates, the text-only drift; WORK/table.md and
+                           WORK/table.jsonl
 
 Variant folders are named `<gate>-x<new-module lr scale>` (nogate-x30, separate-x1, lse-x30, lse-open-x1, ...).
 """
@@ -165,6 +166,14 @@ def _effect(metrics: dict, metric: str) -> dict:
     return next((r for r in metrics.get("effect", []) if r["metric"] == metric), {})
 
 
+def _psnr_gain(metrics: dict, combo: str, baseline: str) -> float | None:
+    """PSNR against the ground truth of the clips given the combination's condition minus the baseline arm's (the
+    other path, or withheld): the first sign that a condition acts, before a metric of its own moves."""
+    arms = metrics.get("combos", {}).get(combo, {})
+    given, base = (arms.get(a, {}).get("psnr", {}).get("mean") for a in ("given", baseline))
+    return _delta(given, base)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     ok = a is not None and b is not None and math.isfinite(a) and math.isfinite(b) and b != 0
     return a / b if ok else None
@@ -199,6 +208,8 @@ def table_rows(work: str | Path) -> list[dict]:
             "depth_given": depth.get("given"), "depth_withheld": depth.get("withheld"),
             "depth_ratio": _ratio(depth.get("given"), depth.get("withheld")),
             "depth_wins": depth.get("wins_withheld"), "depth_pairs": depth.get("pairs_withheld"),
+            "camera_psnr_gain": _psnr_gain(metrics, "camera", "other-path"),
+            "depth_psnr_gain": _psnr_gain(metrics, "depth", "withheld"),
             "drift_psnr": text.get("drift_psnr"), "text_psnr_gt": text.get("psnr_gt"),
             "text_psnr_gt_delta": _delta(text.get("psnr_gt"), backbone and backbone.get("psnr_gt")),
             "cases": flow.get("n") or depth.get("n"), "text_clips": len(text.get("clips", [])),
@@ -227,8 +238,9 @@ def _wins(wins: int | None, pairs: int | None) -> str:
 def markdown(rows: list[dict], backbone_psnr: float | None = None) -> str:
     lines = [
         "| variant | new-module lr | step | gate mean / max (heads open) | flow error vs another path (wins) | "
-        "RotErr vs withheld | depth error vs without (wins) | text-only drift (dB) | text-only vs GT (dB, Δ base) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "RotErr vs withheld | depth error vs without (wins) | PSNR gain, camera / depth (dB) | text-only drift (dB) | "
+        "text-only vs GT (dB, Δ base) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gate = "–" if r["gate_mean"] is None else f"{r['gate_mean']:.2g} / {r['gate_max']:.2g}"
@@ -236,7 +248,9 @@ def markdown(rows: list[dict], backbone_psnr: float | None = None) -> str:
         lines.append(
             f"| {r['gate']} | {r['lr_scale']:g}x | {r['step']} | {gate} | "
             f"{_x(r['flow_ratio'])}{_wins(r['flow_wins'], r['flow_pairs'])} | {_x(r['rot_ratio'])} | "
-            f"{_x(r['depth_ratio'])}{_wins(r['depth_wins'], r['depth_pairs'])} | {_f(r['drift_psnr'], '.1f')} | "
+            f"{_x(r['depth_ratio'])}{_wins(r['depth_wins'], r['depth_pairs'])} | "
+            f"{_f(r['camera_psnr_gain'], '+.2f')} / {_f(r['depth_psnr_gain'], '+.2f')} | "
+            f"{_f(r['drift_psnr'], '.1f')} | "
             f"{_f(r['text_psnr_gt'])} ({_f(r['text_psnr_gt_delta'], '+.2f')}) |"
         )
     if backbone_psnr is not None:

@@ -222,7 +222,7 @@ def gated_video_attention(
     Two dense attentions (video keys, condition keys) merged by their log-sum-exps Z = exp(lse):
     out = (Z_v O_v + g Z_c O_c) / (Z_v + g Z_c). At g = 0 this is the backbone's self-attention, conditions
     given or not (one shared softmax would take attention mass from the video keys at once); at g = 1 it is
-    FullDiT's one softmax over [video, conditions]. Its backward costs what full attention's does (`gated_merge`).
+    FullDiT's one softmax over [video, conditions]. Its backward runs full attention's fused kernels (`gated_merge`).
     """
     return gated_merge(gate, qv, kv, vv, kc, vc, cond_keys).flatten(-2)  # (B, Nv, H*d)
 

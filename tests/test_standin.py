@@ -186,6 +186,11 @@ def test_fullbench_videos_scores_and_table(chain: Path) -> None:
         assert r["text_clips"] == 1 and 0 < r["drift_psnr"] <= 100 and r["text_psnr_gt_delta"] is not None
         assert (r["gate_mean"] is None) == v.startswith("nogate")
         assert (r["flow_ratio"] is not None and r["depth_ratio"] is not None) == (v in SCORED)
+        assert (r["camera_psnr_gain"] is not None and r["depth_psnr_gain"] is not None) == (v in SCORED)
+    for v in SCORED:  # the gain is the given arm's PSNR minus the baseline arm's, from the report's own combos
+        combos = json.loads((chain / "eval" / v / "step2" / "metrics.json").read_text())["combos"]
+        want = combos["depth"]["given"]["psnr"]["mean"] - combos["depth"]["withheld"]["psnr"]["mean"]
+        assert rows[v, 2]["depth_psnr_gain"] == pytest.approx(want)
     for gate in ("separate", "lse"):  # the new-module rate reaches the gates: Adam moves each ~lr a step
         assert rows[f"{gate}-x30", 2]["gate_raw_abs_mean"] > 10 * rows[f"{gate}-x1", 2]["gate_raw_abs_mean"]
     ajar = rows["lse-open-x30", 2]  # gates from 0.05, at the backbone's rate (not train.new_modules): barely moved
