@@ -27,6 +27,9 @@
 #
 #   bash bench/standin_backbone.sh WORK [VAE_MIN=4] [T2V_MIN=8]
 #   bash bench/standin_backbone.sh WORK pack          # only stage 8: pack what there is
+#   bash bench/standin_backbone.sh WORK pack-base     # WORK/base/part-*: the release (WORK/wan, VAE in bf16, ~180
+#                                                     # MB), to bring home over several calls; unpacked into a later
+#                                                     # WORK (cat part-* | tar -xf - -C WORK), stages 1-3 are skipped
 # Needs diffusers importable (AutoencoderKLWan). The GPU machine has no diffusers: carry its wheel in .whl and run
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 # first. A device call lasts at most 10 minutes, the whole chain ~25, so start it in its own session there, poll
@@ -71,6 +74,7 @@ pack() {  # stage 8: small files only (no safetensors: the weights stay on the m
   note "packed: $(cd "$W/results" && du -h -- * | tr '\t\n' ' ')"
 }
 if [ "${2:-}" = pack ]; then pack; exit 0; fi
+if [ "${2:-}" = pack-base ]; then python bench/standin_table.py base "$W"; exit 0; fi
 VAE_MIN=${2:-4}; T2V_MIN=${3:-8}
 
 DEVICE=${DEVICE:-cuda}; PARALLEL=${PARALLEL:-4}; RATE=${RATE:-4}
@@ -108,20 +112,25 @@ if [ ! -f "$W/fullbench/bench.json" ]; then
     --combos camera depth --frames $FRAMES --size ${SIZE}x$SIZE --device cpu > "$W/logs/bench.log" 2>&1 &
 fi
 
+# 1-3 are skipped when WORK/wan holds a release already (a stand-in brought back with pack-base and unpacked here):
+# everything after the export reads only WORK/wan.
+HAVE_WAN=$([ -f "$W/wan/config.json" ] && echo 1 || echo 0)
+[ "$HAVE_WAN" = 1 ] && note "reusing the stand-in release in $W/wan: no VAE, text encoder or backbone training"
+
 # 1-2. VAE and text encoder (each written atomically by its script).
-if [ ! -f "$W/vae/config.json" ]; then
+if [ "$HAVE_WAN" = 0 ] && [ ! -f "$W/vae/config.json" ]; then
   note "VAE: $VAE_MIN minutes"
   py bench/train_wan_vae.py --device "$DEVICE" --minutes "$VAE_MIN" --frames $FRAMES --size $SIZE --out "$W/vae" \
     $VAE_ARGS > "$W/logs/vae.log" 2>&1
   note "VAE: $(tail -n 1 "$W/logs/vae.log" | python -c "import json,sys; d=json.loads(sys.stdin.read()); print(d['steps'], 'steps,', d['clips_per_s'], 'clips/s, held-out PSNR', d['heldout_psnr'])")"
 fi
-if [ ! -f "$W/umt5/text_encoder/config.json" ]; then
+if [ "$HAVE_WAN" = 0 ] && [ ! -f "$W/umt5/text_encoder/config.json" ]; then
   py bench/make_umt5.py --out "$W/umt5" $UMT5_ARGS > "$W/logs/umt5.log" 2>&1
   note "UMT5: $(tail -n 1 "$W/logs/umt5.log")"
 fi
 
 # 3. The text-to-video backbone.
-if [ ! -f "$W/t2v/model/config.json" ]; then
+if [ "$HAVE_WAN" = 0 ] && [ ! -f "$W/t2v/model/config.json" ]; then
   note "backbone: $T2V_STEPS steps or $T2V_MIN minutes"
   fulldit train --config configs/standin-t2v.yaml --out "$W/t2v" --device "$DEVICE" $(resume_flag "$W/t2v") \
     codec.path="$W/vae" text.path="$W/umt5" train.steps="$T2V_STEPS" train.max_minutes="$T2V_MIN" \

@@ -14,6 +14,10 @@ with `fulldit eval --generate-only`); this script holds the pieces that are not 
                            `fulldit eval --videos REPORT/videos --out REPORT` for each report (its cases and
                            combinations): scores the videos `--generate-only` wrote, without the checkpoint (the GPU
                            run's are not brought back; SfM needs pycolmap: run on the CPU machine)
+    base WORK              WORK/base/part-aa, -ab, ...: the stand-in's Wan2.1 release (WORK/wan: transformer, vae/,
+                           text_encoder/, tokenizer/) as one tar in 15 MiB parts, the VAE's weights cast to bf16
+                           (~180 MB: brought home over several device calls, `cat part-* | tar -xf - -C WORK2` puts
+                           it in a later run's folder, whose chain then starts at the conversions)
     table WORK             the BENCHMARKS.md table from WORK/eval/<variant>/step<S>/{metrics.json,textonly/}:
                            per variant and step, the camera's flow error vs another path, depth's error vs without,
                            the PSNR each gains over those arms, the gates, the text-only drift; WORK/table.md and
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from fulldit.atomic import atomic_path
 from fulldit.config import load_config
@@ -157,6 +161,49 @@ def score_report(bench: str | Path, report: str | Path) -> dict:
     metrics = run(bench, report, videos=report / "videos", cases=per_combo, combos=combos)
     print(f"{report}: {len(present)} cases scored", flush=True)
     return metrics
+
+
+# -- base -------------------------------------------------------------------------------------------------------
+
+PART_BYTES = 15 * 2**20  # the device returns files of at most 16 MiB
+
+
+def pack_base(work: str | Path) -> list[Path]:
+    """WORK/wan as WORK/base/part-*: a tar of the release with every floating tensor of vae/ in bf16 (the VAE is
+    stored in fp32 and is most of the bytes), split into parts the device can return. Returns the parts."""
+    import io
+    import tarfile
+
+    work = Path(work)
+    wan = work / "wan"
+    if not (wan / "config.json").is_file():
+        raise InputError(f"{wan}: no Wan2.1 release here (config.json missing); run the chain to its export first")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(p for p in wan.rglob("*") if p.is_file()):
+            name = str(path.relative_to(work))
+            if path.suffix == ".safetensors" and path.relative_to(wan).parts[0] == "vae":
+                data = {
+                    k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(path)).items()
+                }
+                blob = save(data)
+                info = tarfile.TarInfo(name)
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+            else:
+                tar.add(path, arcname=name)
+    out = work / "base"
+    out.mkdir(exist_ok=True)
+    for old in out.glob("part-*"):
+        old.unlink()
+    data, parts = buffer.getvalue(), []
+    for i in range(0, len(data), PART_BYTES):
+        part = out / f"part-{chr(97 + i // PART_BYTES // 26)}{chr(97 + i // PART_BYTES % 26)}"
+        with atomic_path(part) as tmp:
+            tmp.write_bytes(data[i : i + PART_BYTES])
+        parts.append(part)
+    print(f"{out}: {len(parts)} parts, {len(data) / 2**20:.1f} MiB", flush=True)
+    return parts
 
 
 # -- table ------------------------------------------------------------------------------------------------------
@@ -301,6 +348,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     s.add_argument("reports", nargs="+", help="fulldit eval --out folders")
     b = sub.add_parser("table", help="the comparison table from a bench/standin_backbone.sh work folder")
     b.add_argument("work")
+    k = sub.add_parser("base", help="the stand-in's Wan2.1 release in 15 MiB parts (VAE in bf16), to reuse later")
+    k.add_argument("work")
     args = p.parse_args(argv)
     if args.command == "textonly" and args.clips < 1:
         p.error("--clips must be at least 1")
@@ -317,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
                 for ckpt, out in args.run]  # fmt: skip
     if args.command == "score":
         return [score_report(args.bench, r) for r in args.reports]
+    if args.command == "base":
+        return pack_base(args.work)
     return write_table(args.work)
 
 

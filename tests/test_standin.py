@@ -229,3 +229,31 @@ def test_driver_parses() -> None:
     import subprocess
 
     assert subprocess.run(["bash", "-n", str(ROOT / "bench/standin_backbone.sh")]).returncode == 0
+
+
+def test_base_packs_the_release_for_a_later_run(chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`standin_table.py base`: WORK/wan in parts that concatenate to a tar of the same release, the VAE in bf16, which
+    converts as the chain's later stages convert it."""
+    table = bench_script("standin_table")
+    monkeypatch.setattr(table, "PART_BYTES", 64 * 1024)  # several parts even at toy sizes
+    parts = table.main(["base", str(chain)])
+    assert len(parts) > 1 and all(p.stat().st_size <= 64 * 1024 for p in parts)
+    assert [p.name for p in parts] == sorted(p.name for p in parts)  # `cat part-*` order
+    (tmp_path / "base.tar").write_bytes(b"".join(p.read_bytes() for p in parts))
+    import tarfile
+
+    with tarfile.open(tmp_path / "base.tar") as tar:
+        tar.extractall(tmp_path / "work", filter="data")
+    wan, got = chain / "wan", tmp_path / "work" / "wan"
+    assert sorted(str(p.relative_to(got)) for p in got.rglob("*")) == sorted(
+        str(p.relative_to(wan)) for p in wan.rglob("*")
+    )
+    same, vae = tensors(got, "*.safetensors"), tensors(wan, "*.safetensors")
+    assert same.keys() == vae.keys() and all(torch.equal(same[k], vae[k]) for k in same)  # the transformer as it was
+    small, full = tensors(got / "vae", "*.safetensors"), tensors(wan / "vae", "*.safetensors")
+    assert all(small[k].dtype == torch.bfloat16 and torch.equal(small[k], full[k].bfloat16()) for k in full)
+    run(["convert", "--from", "wan2.1", got, "--vae", got / "vae", "--text-encoder", got, "--out", tmp_path / "fd"])
+    converted, before = tensors(tmp_path / "fd", "model*.safetensors"), tensors(chain / "fd", "model*.safetensors")
+    assert converted.keys() == before.keys() and all(torch.equal(converted[k], before[k]) for k in before)
+    with pytest.raises(Exception, match="no Wan2.1 release"):
+        table.main(["base", str(tmp_path / "empty")])
