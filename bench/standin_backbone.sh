@@ -38,10 +38,13 @@
 #   setsid nohup bash bench/standin_backbone.sh /tmp/standin > /tmp/standin.out 2>&1 &
 #   sleep 520; tail -n 3 /tmp/standin/plan.txt; bash bench/standin_backbone.sh /tmp/standin pack; \
 #     cp /tmp/standin/results/* $OUT/               # <= 64 MiB a call: the parts over two calls if more
-# Measured on one H200 (2026-12-02, BENCHMARKS.md "stand-in chain"): VAE 12.7 clips/s (3.5 min: 333 steps, held-out
-# PSNR 18.4 dB), backbone 7 min + 1 for its validation and the conversions, eight fine-tunes at once (PARALLEL=8)
-# ~0.95 steps/s each at batch 16 (the lse gate ran at half that before its fused backward), so with VAE_MIN=3.5
-# T2V_MIN=7 FT_STEPS=300 EVAL_STEPS="100 200 300" the chain fits a 30-minute session with its evaluation.
+# Measured on one H200 (2026-12-02, BENCHMARKS.md "Stand-in backbone"): VAE 12.3 clips/s (3.5 min: 323 steps,
+# held-out PSNR 18.4 dB), backbone 7 min (1,305 steps) + 1 for its validation and the conversions, eight fine-tunes at
+# once (PARALLEL=8) at batch 16: no gate 0.92 steps/s each, separate 0.87, lse 0.53 (measured before the mask indices
+# stopped syncing the GPU); the evaluation of all eight 3.5 min. With VAE_MIN=3.5 T2V_MIN=7 FT_STEPS=300
+# EVAL_STEPS="100 200 300" FT_ARGS=train.max_minutes=6 the chain took 23 minutes. In 300 steps no variant made the
+# camera act: a run that ranks them needs ~1,500+ steps of fewer variants (GATES="nogate lse-open" SCALES=1), which
+# fits a session only with the release brought home (pack-base) and reused.
 # Environment: DEVICE (cuda), PARALLEL (4), VAE_ARGS, UMT5_ARGS, T2V_ARGS and FT_ARGS (extra arguments / overrides),
 # T2V_STEPS (auto: RATE steps/s x the minutes; RATE 4, a guess at batch 64 bounded by rendering + VAE encoding),
 # FT_STEPS (400), SAVE_EVERY (100), EVAL_STEPS ("100 200 400"), GATES ("nogate separate lse lse-open"),
