@@ -549,7 +549,8 @@ def add_convert(sub: Subparsers) -> None:
         choices=["wan2.1", "open-gates", "deepen", "fulldit"],
         required=True,
         help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
-        "full attention); a fulldit checkpoint to grow to --layers blocks (new blocks start as the identity); or "
+        "full attention); a fulldit checkpoint to grow to --layers blocks and/or --text-layers text encoder layers "
+        "(new ones start as the identity); or "
         "(with --to wan2.1) a fulldit text-to-video checkpoint",
     )
     p.add_argument(
@@ -562,6 +563,9 @@ def add_convert(sub: Subparsers) -> None:
         "checkpoint has them); the checkpoint must have no conditions",
     )
     p.add_argument("--layers", type=COUNT, help="--from deepen: the grown model's number of blocks")
+    p.add_argument(
+        "--text-layers", type=COUNT, help="--from deepen: the grown byte-level text encoder's number of layers"
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write")
     p.add_argument(
         "--vae",
@@ -629,13 +633,17 @@ def cmd_convert(args: argparse.Namespace) -> None:
         open_gates(args.src, args.out)
         print(f"wrote {args.out}: the open-gated model of {args.src} as plain full attention")
         return
-    if (args.source_format == "deepen") != (args.layers is not None):
-        raise InputError("--layers goes with --from deepen, and --from deepen needs --layers")
+    growth = args.layers is not None or args.text_layers is not None
+    if (args.source_format == "deepen") != growth:
+        raise InputError("--layers and --text-layers go with --from deepen, and --from deepen needs one of them")
     if args.source_format == "deepen":
         from fulldit.convert.deepen import deepen
 
-        cfg = deepen(args.src, args.out, args.layers)
-        print(f"wrote {args.out}: {args.src} grown to {cfg.model.layers} blocks (the new ones start as the identity)")
+        cfg = deepen(args.src, args.out, args.layers, args.text_layers)
+        print(
+            f"wrote {args.out}: {args.src} grown to {cfg.model.layers} blocks, text encoder {cfg.text.layers} layers "
+            "(the new ones start as the identity)"
+        )
         return
     cfg = convert_wan(
         args.src,

@@ -631,3 +631,36 @@ def test_deepen_grows_a_model_that_computes_the_same(
     assert "already has 2 blocks" in capsys.readouterr().err
     assert main(args[:4] + ["--out", str(tmp_path / "no")]) == 2
     assert not (tmp_path / "no").exists()
+
+
+def test_deepen_grows_the_byte_text_encoder_without_changing_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--text-layers`: a trained byte-level text encoder grown to more layers encodes every prompt as before (so the
+    video is the same), its copies start from their layer's weights with zero output projections, and a training
+    step reaches them; alone or with --layers."""
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config()
+    small = Pipeline.from_config(cfg, model=randomize(FullDiT(cfg.model)))
+    randomize(small.text_encoder, seed=1)
+    small.save_pretrained(tmp_path / "small")
+    args = ["convert", "--from", "deepen", str(tmp_path / "small")]
+    assert main([*args, "--out", str(tmp_path / "big"), "--text-layers", "3"]) == 0
+    assert main([*args, "--out", str(tmp_path / "both"), "--text-layers", "2", "--layers", "3"]) == 0
+    prompts = ["a red sphere in a room with brick walls", ""]
+    with torch.no_grad():
+        want, want_mask = small.text_encoder.encode(prompts)
+    for name, layers in (("big", 3), ("both", 2)):
+        big = Pipeline.from_pretrained(tmp_path / name, device="cpu")
+        assert big.config.text.layers == layers and len(big.text_encoder.blocks) == layers
+        with torch.no_grad():
+            got, mask = big.text_encoder.encode(prompts)
+        assert torch.equal(mask, want_mask) and _relative(got, want) <= 1e-6
+    grown = Pipeline.from_pretrained(tmp_path / "big", device="cpu")
+    assert grown.config.model == small.config.model  # --text-layers alone leaves the transformer as it was
+    copy = grown.text_encoder.blocks[1]  # 1 old layer grown to 3: blocks.1 and blocks.2 are its copies
+    assert torch.equal(copy.qkv.weight, small.text_encoder.blocks[0].qkv.weight)
+    assert not copy.proj.weight.any() and not copy.mlp[2].weight.any()
+    grown.text_encoder.encode(prompts)[0].square().mean().backward()
+    assert float(copy.proj.weight.grad.abs().max()) > 0 and float(copy.mlp[2].weight.grad.abs().max()) > 0
+    assert main([*args, "--out", str(tmp_path / "no"), "--text-layers", "1"]) == 2
+    assert "already has 1 layers" in capsys.readouterr().err and not (tmp_path / "no").exists()

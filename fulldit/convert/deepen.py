@@ -8,7 +8,8 @@ block's rather than from noise. The first optimizer step moves the zero projecti
 the copy trains. Per-block modulation, norms and condition gates are copied too.
 
 With L old and N new blocks, new block j continues old block floor(j L / N); its first occurrence is the old block
-itself.
+itself. A trainable byte-level text encoder grows the same way (`--text-layers`): its copied layers' attention and
+MLP output projections are zero, so the prompt features, and so the video, are unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fulldit.errors import InputError
 
 # The tensors through which a block writes to its residual stream: zero in a copy, which is then the identity.
 OUTPUT_PROJECTIONS = ("self_attn.o.", "cross_attn.o.", "ffn.2.")
+TEXT_OUTPUT_PROJECTIONS = ("proj.", "mlp.2.")  # text_encoders._Block: x + proj(attention), x + mlp(x)
 
 
 def block_sources(old: int, new: int) -> list[int]:
@@ -32,8 +34,10 @@ def block_sources(old: int, new: int) -> list[int]:
     return [j * old // new for j in range(new)]
 
 
-def deepen_state(state: dict[str, torch.Tensor], old: int, new: int) -> dict[str, torch.Tensor]:
-    """The state dict of the grown model: old blocks renumbered, copies with zero output projections."""
+def deepen_state(
+    state: dict[str, torch.Tensor], old: int, new: int, outputs: tuple[str, ...] = OUTPUT_PROJECTIONS
+) -> dict[str, torch.Tensor]:
+    """The state dict of the grown model: old `blocks.*` renumbered, copies with zero `outputs` projections."""
     out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
     sources = block_sources(old, new)
     for j, i in enumerate(sources):
@@ -42,22 +46,36 @@ def deepen_state(state: dict[str, torch.Tensor], old: int, new: int) -> dict[str
         for k, v in state.items():
             if k.startswith(prefix):
                 rest = k[len(prefix) :]
-                zero = copy and rest.startswith(OUTPUT_PROJECTIONS)
+                zero = copy and rest.startswith(outputs)
                 out[f"blocks.{j}.{rest}"] = torch.zeros_like(v) if zero else v.clone()
     return out
 
 
-def deepen(src: str | Path, out: str | Path, layers: int) -> FullDiTConfig:
-    """Write `src` grown to `layers` blocks at `out` (storage types kept); its output is unchanged."""
+def deepen(src: str | Path, out: str | Path, layers: int | None, text_layers: int | None = None) -> FullDiTConfig:
+    """Write `src` with its transformer grown to `layers` blocks and/or its byte-level text encoder to `text_layers`
+    at `out` (storage types kept); its output is unchanged."""
     cfg = read_config(src)
+    if layers is None and text_layers is None:
+        raise InputError("--from deepen needs --layers and/or --text-layers")
     old = cfg.model.layers
-    if layers <= old:
+    layers = old if layers is None else layers
+    if layers < old or (layers == old and text_layers is None):
         raise InputError(f"--layers {layers}: {src} already has {old} blocks; deepen grows a model (more than {old})")
     sources = block_sources(old, layers)
     picked = [j for j, i in enumerate(sources) if i in cfg.model.condition_layers]
     model = dataclasses.replace(cfg.model, layers=layers, condition_layers=tuple(picked))
-    grown = dataclasses.replace(cfg, model=model)
-    state = deepen_state(load_state(Path(src)), old, layers)
+    state = load_state(Path(src))
+    state = deepen_state(state, old, layers) if layers > old else state
     text_path = Path(src) / TEXT_WEIGHTS
-    save_states(out, grown, state, load_file(str(text_path)) if text_path.is_file() else None)
+    text_state = load_file(str(text_path)) if text_path.is_file() else None
+    text = cfg.text
+    if text_layers is not None:
+        if cfg.text.kind != "byte" or text_state is None:
+            raise InputError(f"--text-layers: {src} has a {cfg.text.kind} text encoder; only a byte encoder grows")
+        if text_layers <= cfg.text.layers:
+            raise InputError(f"--text-layers {text_layers}: {src}'s text encoder already has {cfg.text.layers} layers")
+        text_state = deepen_state(text_state, cfg.text.layers, text_layers, TEXT_OUTPUT_PROJECTIONS)
+        text = dataclasses.replace(cfg.text, layers=text_layers)
+    grown = dataclasses.replace(cfg, model=model, text=text)
+    save_states(out, grown, state, text_state)
     return grown
