@@ -6,7 +6,8 @@
 # run alone trained 75-89 (bench/results/default-phase9-h200-2026-12-02/).
 #   bash bench/ab_default.sh WORK MINUTES "OVERRIDES A" "OVERRIDES B" [...]      ("" for an arm without overrides)
 # An arm's words in capitals set its environment for bench/continue_default.sh (RATE=0.35: a slower arm's steps/s);
-# an arm with model.layers=N starts from DEFAULT grown to N blocks (`fulldit convert --from deepen`: the same outputs).
+# an arm with model.layers=N (text.layers=N) starts from DEFAULT grown to N blocks (its byte text encoder to N layers;
+# `fulldit convert --from deepen`: the same outputs).
 # Writes WORK/arm-N/ (bench/continue_default.sh's folder), WORK/winner, WORK/report/videos, then WORK/x0.jsonl
 # (bench/x0_error.py of every arm and of DEFAULT, "arm" added) and with BASELINE=1 WORK/baseline.jsonl (DEFAULT's
 # validation at its own sampler, the arms' step 0: the run that made DEFAULT usually recorded it); score the videos
@@ -45,14 +46,17 @@ for arm in "$@"; do
   overrides=()
   arm_env=(DEFAULT="$DEFAULT" CASES=0 NAME="arm-$n" RATE="${RATE:-0.7}" VALIDATE="${VALIDATE:-1000000}"
     OMP_NUM_THREADS="$THREADS")
+  grow=()
   for word in $arm; do  # words in capitals (RATE=0.35) are this arm's environment, the rest training overrides
     if [[ $word =~ ^[A-Z_]+= ]]; then arm_env+=("$word"); else overrides+=("$word"); fi
-    if [[ $word =~ ^model\.layers=([0-9]+)$ ]]; then  # a deeper arm starts from DEFAULT grown to that depth
-      python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/arm-$n/init" --layers "${BASH_REMATCH[1]}" \
-        > "$W/arm-$n.grow.log" 2>&1
-      arm_env+=(DEFAULT="$W/arm-$n/init")
-    fi
+    # a deeper arm (transformer or byte text encoder) starts from DEFAULT grown to that depth
+    if [[ $word =~ ^model\.layers=([0-9]+)$ ]]; then grow+=(--layers "${BASH_REMATCH[1]}"); fi
+    if [[ $word =~ ^text\.layers=([0-9]+)$ ]]; then grow+=(--text-layers "${BASH_REMATCH[1]}"); fi
   done
+  if [ ${#grow[@]} -gt 0 ]; then
+    python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/arm-$n/init" "${grow[@]}" > "$W/arm-$n.grow.log" 2>&1
+    arm_env+=(DEFAULT="$W/arm-$n/init")
+  fi
   env "${arm_env[@]}" bash bench/continue_default.sh "$W/arm-$n" auto "$MINUTES" "${overrides[@]}" \
     > "$W/arm-$n.out" 2>&1 &
   pids+=($!)
