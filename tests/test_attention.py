@@ -185,3 +185,33 @@ def test_a_backward_kernel_that_ignores_the_merged_softmax_is_refused(monkeypatc
         attention_lse._backward_kernel.cache_clear()
     for a, b in zip(fused, fallback):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_the_fastest_passing_backward_kernel_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the backward kernels that pass the probe, `_backward_kernel` keeps the fastest (timed once), never one that
+    fails the probe however fast."""
+    import time
+
+    from fulldit import attention_lse
+    from fulldit.attention_lse import _cpu_flash, _cpu_flash_backward
+
+    def slow(*args):  # noqa: ANN002, ANN202
+        time.sleep(0.02)
+        return _cpu_flash_backward(*args)
+
+    def fast(*args):  # noqa: ANN002, ANN202
+        return _cpu_flash_backward(*args)
+
+    def wrong(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
+        own_out, own_lse = _cpu_flash(q, k, v)
+        return _cpu_flash_backward(grad_out, q, k, v, own_out, own_lse)
+
+    monkeypatch.setattr(attention_lse, "TIMING_SHAPE", (1, 64, 2, 16))
+    try:
+        for kernels, want in (([slow, fast], fast), ([fast, slow], fast), ([wrong, slow], slow), ([slow], slow)):
+            monkeypatch.setitem(attention_lse.BACKWARD, "cpu", kernels)
+            attention_lse._backward_kernel.cache_clear()
+            assert attention_lse._backward_kernel("cpu", torch.float32) is want
+    finally:
+        monkeypatch.undo()
+        attention_lse._backward_kernel.cache_clear()
