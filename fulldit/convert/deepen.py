@@ -64,14 +64,15 @@ def deepen(src: str | Path, out: str | Path, layers: int | None, text_layers: in
     sources = block_sources(old, layers)
     picked = [j for j, i in enumerate(sources) if i in cfg.model.condition_layers]
     model = dataclasses.replace(cfg.model, layers=layers, condition_layers=tuple(picked))
-    state = load_state(Path(src))
-    state = deepen_state(state, old, layers) if layers > old else state
+    state = deepen_state(load_state(Path(src)), old, layers)  # layers == old: the same blocks
     text_path = Path(src) / TEXT_WEIGHTS
     text_state = load_file(str(text_path)) if text_path.is_file() else None
     text = cfg.text
     if text_layers is not None:
-        if cfg.text.kind != "byte" or text_state is None:
+        if cfg.text.kind != "byte":
             raise InputError(f"--text-layers: {src} has a {cfg.text.kind} text encoder; only a byte encoder grows")
+        if text_state is None:
+            raise InputError(f"--text-layers: {src} has no {TEXT_WEIGHTS}, the byte encoder's weights")
         if text_layers <= cfg.text.layers:
             raise InputError(f"--text-layers {text_layers}: {src}'s text encoder already has {cfg.text.layers} layers")
         text_state = deepen_state(text_state, cfg.text.layers, text_layers, TEXT_OUTPUT_PROJECTIONS)
