@@ -93,12 +93,15 @@ def key_mask(mask: torch.Tensor | None) -> KeyMask | None:
     if bool(cpu.all()):
         return None
     groups = _mask_groups(cpu.numpy().tobytes(), tuple(cpu.shape))
-    return KeyMask(mask, tuple((_on(rows, mask.device), _on(keys, mask.device)) for rows, keys in groups))
+    return KeyMask(
+        mask, tuple((index_tensor(rows, mask.device), index_tensor(keys, mask.device)) for rows, keys in groups)
+    )
 
 
-def _on(idx: Index | None, device: torch.device) -> Index | None:
-    """Index lists as tensors on the device, once per mask: each host-to-device copy of a list waits for the GPU's
-    queue to drain, and every block's attention (forward and backward) reads the same groups."""
+def index_tensor(idx: Index | None, device: torch.device) -> Index | None:
+    """A list of indices as a tensor on the device; slices and tensors as they are. `key_mask` makes its lists into
+    tensors once per mask: each host-to-device copy of a list waits for the GPU's queue to drain, and every block's
+    attention (forward and backward) reads the same groups."""
     return torch.tensor(idx, device=device) if isinstance(idx, list) else idx
 
 
@@ -119,7 +122,7 @@ def take(x: torch.Tensor, idx: Index, dim: int) -> torch.Tensor:
     """x[idx] along dim 0 or 1: a view for a slice, a gather for indices."""
     if isinstance(idx, slice):
         return x[idx] if dim == 0 else x[:, idx]
-    return x.index_select(dim, idx if isinstance(idx, torch.Tensor) else torch.tensor(idx, device=x.device))
+    return x.index_select(dim, index_tensor(idx, x.device))
 
 
 # eager only: FullDiT.compile_blocks compiles the dense stretches around attention, never attention itself
@@ -140,5 +143,5 @@ def _attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, km: KeyMas
         if isinstance(rows, slice):
             out[rows] = y
         else:
-            out = out.index_copy(0, _on(rows, q.device), y)
+            out = out.index_copy(0, index_tensor(rows, q.device), y)
     return out

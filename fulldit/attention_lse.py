@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import torch
 
-from fulldit.attention import Index, KeyMask, attend, take
+from fulldit.attention import Index, KeyMask, attend, index_tensor, take
 
 _aten = torch.ops.aten
 
@@ -127,9 +127,7 @@ class _AttentionLSE(torch.autograd.Function):
 
 def _indices(idx: Index, n: int, device: torch.device) -> torch.Tensor:
     """The positions a slice or indices pick out of n, as a tensor (for index_copy and scatter)."""
-    if isinstance(idx, slice):
-        return torch.arange(n, device=device)[idx]
-    return idx if isinstance(idx, torch.Tensor) else torch.tensor(idx, device=device)
+    return torch.arange(n, device=device)[idx] if isinstance(idx, slice) else index_tensor(idx, device)
 
 
 def _lse_forward(

@@ -14,8 +14,9 @@ steps) from the EMA weights, scored against the ground-truth render of the same 
   caption-attribute classifier's accuracy on them over its accuracy on the ground truth of the same worlds
   (`fulldit.eval.attributes`; 1 = as legible as the truth). PSNR rewards blur, this does not;
 - `room_cond`: the caption + camera + references + depth without the first frame, read by the same classifier: its
-  walls and floor accuracy over the truth's. With the conditions given, the default lost the caption's room (walls
-  right in 2 of 16 FullBench clips, the truth 15: BENCHMARKS.md), which `all`'s first frame hides;
+  walls and floor accuracy over the truth's: whether the text still acts once the conditions are given, which
+  `all`'s first frame hides (the default renders the caption's room in about a quarter of clips, conditions given
+  or not: BENCHMARKS.md, "caption attributes per group");
 - `x0_psnr_all_t1`: one forward per clip: the network's clean-clip estimate from pure noise with everything `all`
   gives, against the truth (frames after the first). Where sampling starts and the conditions decide the clip
   (bench/x0_error.py: the default's samples stay ~0.6 dB below it), and free of the sampler's noise.
