@@ -5,10 +5,12 @@ bench/results/default-model-h200-2026-12-01/scalars.csv: run `deep`, phase 5 aft
 bench/results/default-phase{6,7,8}-h200-2026-12-01/scalars.csv: phases 6-8, bench/continue_default.sh; phase 8's
 from its progress bar's per-step loss averaged over 25 steps, as its tensorboard events were not brought back;
 bench/results/default-phase9-h200-2026-12-02/scalars-b.csv: phase 9, the flow.shift 6 arm of its A/B;
-bench/results/default-phase10-h200-2026-12-02/scalars-arm2.csv: phase 10, the flow.shift 12 arm of its A/B) and
+bench/results/default-phase10-h200-2026-12-02/scalars-arm2.csv: phase 10, the flow.shift 12 arm of its A/B;
+bench/results/default-phase11-h200-2026-12-02/scalars-arm2.csv: phase 11, the arm with the text encoder grown) and
 draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
 Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, 3 in phases 2-8, 6 in phase 9, 12 in
-phase 10), which moves the loss level (a larger shift trains more at high noise, where the velocity error is smaller).
+phases 10-11), which moves the loss level (a larger shift trains more at high noise, where the velocity error is
+smaller).
 
     python bench/loss_curve.py --out checkpoints/default/loss.png
 """
@@ -37,6 +39,7 @@ PHASES = [
     ("default-phase8-h200-2026-12-01/scalars.csv", "s16-phase8", "8: --init 7, 1,183 steps", 6099, None),
     ("default-phase9-h200-2026-12-02/scalars-b.csv", "s16-b", "9: --init 8, shift 6, 493 steps", 7282, None),
     ("default-phase10-h200-2026-12-02/scalars-arm2.csv", "arm-2", "10: --init 9, shift 12, 301 steps", 7775, None),
+    ("default-phase11-h200-2026-12-02/scalars-arm2.csv", "arm-2", "11: --init 10, text encoder 4 layers", 8076, None),
 ]
 
 
@@ -51,6 +54,7 @@ def main() -> None:
     p.add_argument("--out", default="checkpoints/default/loss.png")
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # one colour per phase: more phases than the default cycle has
     for name, prefix, label, offset, until in PHASES:
         steps, loss = curve(RESULTS / name, prefix, until)
         ax.plot([offset + s for s in steps], loss, label=label, lw=1.2)

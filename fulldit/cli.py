@@ -550,7 +550,7 @@ def add_convert(sub: Subparsers) -> None:
         required=True,
         help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
         "full attention); a fulldit checkpoint to grow to --layers blocks and/or --text-layers text encoder layers "
-        "(new ones start as the identity); or "
+        "and/or --text-max-length tokens (new layers start as the identity); or "
         "(with --to wan2.1) a fulldit text-to-video checkpoint",
     )
     p.add_argument(
@@ -565,6 +565,12 @@ def add_convert(sub: Subparsers) -> None:
     p.add_argument("--layers", type=COUNT, help="--from deepen: the grown model's number of blocks")
     p.add_argument(
         "--text-layers", type=COUNT, help="--from deepen: the grown byte-level text encoder's number of layers"
+    )
+    p.add_argument(
+        "--text-max-length",
+        type=COUNT,
+        help="--from deepen: the byte-level text encoder reads prompts up to this many tokens (bytes + 2); new "
+        "position rows start as the encoder initialises them, prompts that fitted encode as before",
     )
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write")
     p.add_argument(
@@ -633,16 +639,18 @@ def cmd_convert(args: argparse.Namespace) -> None:
         open_gates(args.src, args.out)
         print(f"wrote {args.out}: the open-gated model of {args.src} as plain full attention")
         return
-    growth = args.layers is not None or args.text_layers is not None
+    growth = any(v is not None for v in (args.layers, args.text_layers, args.text_max_length))
     if (args.source_format == "deepen") != growth:
-        raise InputError("--layers and --text-layers go with --from deepen, and --from deepen needs one of them")
+        raise InputError(
+            "--layers, --text-layers and --text-max-length go with --from deepen, and --from deepen needs one of them"
+        )
     if args.source_format == "deepen":
         from fulldit.convert.deepen import deepen
 
-        cfg = deepen(args.src, args.out, args.layers, args.text_layers)
+        cfg = deepen(args.src, args.out, args.layers, args.text_layers, args.text_max_length)
         print(
             f"wrote {args.out}: {args.src} grown to {cfg.model.layers} blocks, text encoder {cfg.text.layers} layers "
-            "(the new ones start as the identity)"
+            f"reading {cfg.text.max_length} tokens (the new layers start as the identity)"
         )
         return
     cfg = convert_wan(

@@ -8,6 +8,7 @@ Features are float32 and exactly zero wherever the mask is False; the caller cas
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -85,7 +86,8 @@ class _Block(nn.Module):
 class ByteTextEncoder(nn.Module):
     """Trainable UTF-8 byte encoder, trained jointly with the transformer (the caller saves its state_dict).
 
-    Tokens are BOS, the prompt's bytes, EOS; prompts longer than max_length are truncated. Even "" has two
+    Tokens are BOS, the prompt's bytes, EOS; prompts longer than max_length are truncated, with a warning (once per
+    process): a cut caption silently loses what it says last. Even "" has two
     tokens, so the mask is never all False. Initialisation draws from torch's global RNG (seed it first).
     """
 
@@ -107,7 +109,14 @@ class ByteTextEncoder(nn.Module):
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """-> ids (B, L) long, mask (B, L) bool, padded to the longest prompt in the batch."""
         check_prompts(prompts)
-        rows = [[BOS, *p.encode("utf-8")[: self.max_length - 2], EOS] for p in prompts]
+        encoded = [p.encode("utf-8") for p in prompts]
+        if any(len(b) > self.max_length - 2 for b in encoded):  # once per process (the warning's location)
+            warnings.warn(
+                f"byte text encoder: a prompt is longer than its {self.max_length - 2} bytes; the rest is not read "
+                "(text.max_length; `fulldit convert --from deepen --text-max-length N` extends a trained encoder)",
+                stacklevel=2,
+            )
+        rows = [[BOS, *b[: self.max_length - 2], EOS] for b in encoded]
         length = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), length, dtype=torch.long)
         mask = torch.zeros(len(rows), length, dtype=torch.bool)

@@ -664,3 +664,34 @@ def test_deepen_grows_the_byte_text_encoder_without_changing_it(tmp_path: Path, 
     assert float(copy.proj.weight.grad.abs().max()) > 0 and float(copy.mlp[2].weight.grad.abs().max()) > 0
     assert main([*args, "--out", str(tmp_path / "no"), "--text-layers", "1"]) == 2
     assert "already has 1 layers" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_deepen_lets_the_byte_text_encoder_read_longer_prompts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--text-max-length`: prompts that fitted encode exactly as before, longer ones are read whole (the old encoder
+    cut them, with a warning), the new position rows start at the encoder's own scale, and a shorter length is an
+    error that writes nothing."""
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config()
+    small = Pipeline.from_config(cfg, model=randomize(FullDiT(cfg.model)))
+    randomize(small.text_encoder, seed=1)
+    small.save_pretrained(tmp_path / "small")
+    old = cfg.text.max_length
+    args = ["convert", "--from", "deepen", str(tmp_path / "small")]
+    assert main([*args, "--out", str(tmp_path / "long"), "--text-max-length", str(old + 64)]) == 0
+    grown = Pipeline.from_pretrained(tmp_path / "long", device="cpu")
+    assert grown.config.text.max_length == old + 64 and grown.config.model == small.config.model
+    short, long = "a red sphere", "a solid blue box that slides; " * 2  # 12 and 60 bytes; tiny reads 30
+    assert len(short) < old - 2 < len(long) < old + 62
+    with torch.no_grad():
+        want, want_mask = small.text_encoder.encode([short])
+        got, mask = grown.text_encoder.encode([short])
+        assert torch.equal(mask, want_mask) and _relative(got, want) <= 1e-6
+        with pytest.warns(UserWarning, match="longer than its"):
+            _, cut = small.text_encoder.encode([long])
+        _, whole = grown.text_encoder.encode([long])
+    assert int(cut.sum()) == old and int(whole.sum()) == len(long) + 2
+    table, before = grown.text_encoder.pos_embed.weight.detach(), small.text_encoder.pos_embed.weight.detach()
+    assert torch.equal(table[:old], before) and 0.01 < float(table[old:].std()) < 0.03
+    assert main([*args, "--out", str(tmp_path / "no"), "--text-max-length", str(old)]) == 2
+    assert f"already reads {old} tokens" in capsys.readouterr().err and not (tmp_path / "no").exists()

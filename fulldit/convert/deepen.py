@@ -9,7 +9,11 @@ the copy trains. Per-block modulation, norms and condition gates are copied too.
 
 With L old and N new blocks, new block j continues old block floor(j L / N); its first occurrence is the old block
 itself. A trainable byte-level text encoder grows the same way (`--text-layers`): its copied layers' attention and
-MLP output projections are zero, so the prompt features, and so the video, are unchanged.
+MLP output projections are zero, so the prompt features, and so the video, are unchanged. It also reads longer
+prompts (`--text-max-length`): its learned position table gains rows, drawn as the encoder initialises its own
+(normal, std 0.02); prompts that fitted before encode exactly as before, longer ones are no longer cut at the old
+length (the synthetic world's captions run to 225 bytes; `max_length: 160` cut 38% of them, dropping the camera move
+from a quarter).
 """
 
 from __future__ import annotations
@@ -51,15 +55,29 @@ def deepen_state(
     return out
 
 
-def deepen(src: str | Path, out: str | Path, layers: int | None, text_layers: int | None = None) -> FullDiTConfig:
+def longer_positions(table: torch.Tensor, length: int, seed: int = 0) -> torch.Tensor:
+    """A learned position table (max_length, dim) with rows appended up to `length`, drawn as ByteTextEncoder
+    initialises them (normal, std 0.02; seeded, so a conversion is reproducible)."""
+    g = torch.Generator().manual_seed(seed)
+    new = torch.randn(length - table.shape[0], table.shape[1], generator=g) * 0.02
+    return torch.cat([table, new.to(table.dtype)])
+
+
+def deepen(
+    src: str | Path,
+    out: str | Path,
+    layers: int | None,
+    text_layers: int | None = None,
+    text_max_length: int | None = None,
+) -> FullDiTConfig:
     """Write `src` with its transformer grown to `layers` blocks and/or its byte-level text encoder to `text_layers`
-    at `out` (storage types kept); its output is unchanged."""
+    and/or `text_max_length` bytes at `out` (storage types kept); its output is unchanged for prompts that fitted."""
     cfg = read_config(src)
-    if layers is None and text_layers is None:
-        raise InputError("--from deepen needs --layers and/or --text-layers")
+    if layers is None and text_layers is None and text_max_length is None:
+        raise InputError("--from deepen needs --layers, --text-layers and/or --text-max-length")
     old = cfg.model.layers
     layers = old if layers is None else layers
-    if layers < old or (layers == old and text_layers is None):
+    if layers < old or (layers == old and text_layers is None and text_max_length is None):
         raise InputError(f"--layers {layers}: {src} already has {old} blocks; deepen grows a model (more than {old})")
     sources = block_sources(old, layers)
     picked = [j for j, i in enumerate(sources) if i in cfg.model.condition_layers]
@@ -68,15 +86,25 @@ def deepen(src: str | Path, out: str | Path, layers: int | None, text_layers: in
     text_path = Path(src) / TEXT_WEIGHTS
     text_state = load_file(str(text_path)) if text_path.is_file() else None
     text = cfg.text
-    if text_layers is not None:
+    for flag, value in (("--text-layers", text_layers), ("--text-max-length", text_max_length)):
+        if value is None:
+            continue
         if cfg.text.kind != "byte":
-            raise InputError(f"--text-layers: {src} has a {cfg.text.kind} text encoder; only a byte encoder grows")
+            raise InputError(f"{flag}: {src} has a {cfg.text.kind} text encoder; only a byte encoder grows")
         if text_state is None:
-            raise InputError(f"--text-layers: {src} has no {TEXT_WEIGHTS}, the byte encoder's weights")
+            raise InputError(f"{flag}: {src} has no {TEXT_WEIGHTS}, the byte encoder's weights")
+    if text_layers is not None:
         if text_layers <= cfg.text.layers:
             raise InputError(f"--text-layers {text_layers}: {src}'s text encoder already has {cfg.text.layers} layers")
         text_state = deepen_state(text_state, cfg.text.layers, text_layers, TEXT_OUTPUT_PROJECTIONS)
-        text = dataclasses.replace(cfg.text, layers=text_layers)
+        text = dataclasses.replace(text, layers=text_layers)
+    if text_max_length is not None:
+        if text_max_length <= cfg.text.max_length:
+            raise InputError(
+                f"--text-max-length {text_max_length}: {src}'s text encoder already reads {cfg.text.max_length} tokens"
+            )
+        text_state["pos_embed.weight"] = longer_positions(text_state["pos_embed.weight"], text_max_length)
+        text = dataclasses.replace(text, max_length=text_max_length)
     grown = dataclasses.replace(cfg, model=model, text=text)
     save_states(out, grown, state, text_state)
     return grown
