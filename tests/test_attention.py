@@ -215,3 +215,57 @@ def test_the_fastest_passing_backward_kernel_is_kept(monkeypatch: pytest.MonkeyP
     finally:
         monkeypatch.undo()
         attention_lse._backward_kernel.cache_clear()
+
+
+def test_many_patterns_run_one_masked_fused_call_each_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond MAX_DENSE_GROUPS patterns (with a row without any condition key) gated_merge runs one masked fused call
+    forward and one backward, not a pair per pattern, with the written-out softmax's output and gradients; a masked
+    pair that fails its probe (it ignores the mask) is refused, and the per-pattern calls give the same."""
+    from fulldit import attention_lse
+    from fulldit.attention import key_mask
+    from fulldit.attention_lse import _cpu_flash_masked, _cpu_flash_masked_backward, gated_merge
+
+    cond = torch.tensor([[1] * (i + 1) + [0] * (10 - i) for i in range(6)] + [[0] * 11], dtype=torch.bool)
+    g = torch.Generator().manual_seed(5)
+    qv, kv, vv = (torch.randn(len(cond), 9, 2, 8, generator=g, requires_grad=True) for _ in range(3))
+    kc, vc = (torch.randn(len(cond), 11, 2, 8, generator=g, requires_grad=True) for _ in range(2))
+    gate = torch.tensor([0.4, 0.0], requires_grad=True)
+    inputs, upstream = (gate, qv, kv, vv, kc, vc), torch.randn(len(cond), 9, 2, 8, generator=g)
+    calls = []
+
+    def forward(*args):  # noqa: ANN002, ANN202
+        calls.append("forward")
+        return _cpu_flash_masked(*args)
+
+    def backward(*args):  # noqa: ANN002, ANN202
+        calls.append("backward")
+        return _cpu_flash_masked_backward(*args)
+
+    def unmasked(q, k, v, bias):  # noqa: ANN001, ANN202
+        return _cpu_flash_masked(q, k, v, torch.zeros_like(bias))
+
+    def run() -> tuple[torch.Tensor, tuple]:
+        out = gated_merge(gate, qv, kv, vv, kc, vc, key_mask(cond))
+        return out, torch.autograd.grad(out, inputs, upstream)
+
+    want = gated_reference(gate, qv, kv, vv, kc, vc, cond)
+    want_grads = torch.autograd.grad(want, inputs[1:], upstream)
+    results = {}
+    for name, pair in (("masked", (forward, backward)), ("refused", (unmasked, _cpu_flash_masked_backward))):
+        monkeypatch.setitem(attention_lse.MASKED, "cpu", [pair])
+        attention_lse._masked_kernels.cache_clear()
+        try:
+            refused = attention_lse._masked_kernels("cpu", torch.float32) is None  # the probe, once
+            assert refused == (name == "refused")
+            calls.clear()
+            results[name] = run()
+            assert calls == (["forward", "backward"] if name == "masked" else [])
+        finally:
+            monkeypatch.undo()
+            attention_lse._masked_kernels.cache_clear()
+    for out, grads in results.values():
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+        for a, b in zip(grads[1:], want_grads):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(*(grads for _, grads in results.values())):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)  # the gate's gradient too
