@@ -15,8 +15,9 @@ Shapes of config R (Wan2.1-1.3B: 12 heads x 128) with every condition: 32,760 vi
                        forward alone; on a GPU the kernels that take its time and dense SDPA's, and which fused
                        kernels the probes chose
   gated (lse), 8 mask patterns  a training micro-batch of 8 samples (1/8 of the tokens each) whose condition keys
-                       end at 8 different places (condition subsets): one masked fused call each way, vs one pair
-                       of dense calls per pattern, both vs dense SDPA fwd+bwd over every key without a mask
+                       end at 8 different places (condition subsets), one pair of dense calls per pattern, vs dense
+                       SDPA fwd+bwd over every key without a mask. One masked fused call each way instead (commit
+                       af6e637) timed the same on an H200, at these shapes and at the stand-in's: not kept
 Throughput counts useful FLOPs only (4 x queries x real keys x width; x3.5 for forward + backward).
 
     python bench/attention.py            # on a GPU, bf16
@@ -32,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from step import timed, top_kernels  # bench/step.py, beside this script
 
-from fulldit import attention_lse
-from fulldit.attention_lse import _backward_kernel, _forward_kernel, _masked_kernels, _merge, attend_lse
+from fulldit.attention_lse import _backward_kernel, _forward_kernel, _merge, attend_lse
 from fulldit.model import Block, StepInputs
 
 
@@ -173,20 +173,8 @@ def main() -> None:
     ref = timed(dense_step, 2, args.repeat, device)
     flops = 3.5 * 4 * width * sum(nvb * (nvb + e) for e in ends)
     ref_tf = tflops(3.5 * 4 * width * b * nvb * (nvb + ncb), ref)
-    masked_pair = _masked_kernels(device.type, dtype)
     ours = timed(gated_batch_step, 2, args.repeat, device)
-    rows.append(("gated (lse), 8 mask patterns, fwd+bwd, one masked call", ours, tflops(flops, ours), ref, ref_tf))
-    saved = attention_lse.MASKED.get(device.type, [])
-    attention_lse.MASKED[device.type] = []  # no masked pair: one dense pair of calls per pattern
-    attention_lse._masked_kernels.cache_clear()
-    try:
-        ours = timed(gated_batch_step, 2, args.repeat, device)
-    finally:
-        attention_lse.MASKED[device.type] = saved
-        attention_lse._masked_kernels.cache_clear()
-    rows.append(
-        ("gated (lse), 8 mask patterns, fwd+bwd, a dense pair per pattern", ours, tflops(flops, ours), ref, ref_tf)
-    )
+    rows.append(("gated (lse), 8 mask patterns, fwd+bwd", ours, tflops(flops, ours), ref, ref_tf))
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"\n# bench/attention.py  {datetime.date.today()}  {name}  torch {torch.__version__}  {args.dtype}")
@@ -199,9 +187,6 @@ def main() -> None:
     print(
         f"  gated (lse) kernels: forward {_forward_kernel(device.type, dtype).__name__}, "
         f"backward {back.__name__ if back else 'none (the log-sum-exps differentiated)'}"
-    )
-    print(
-        f"  masked pair: {' / '.join(f.__name__ for f in masked_pair) if masked_pair else 'none (a pair per pattern)'}"
     )
     for k, ms in kernels:
         print(f"  kernel {ms:8.2f} ms  {k[:120]}")

@@ -10,9 +10,7 @@ blocks of one softmax. Training costs two forward and two backward kernels, as f
 The kernels are private ATen entry points whose conventions differ between kernels and releases; each is checked
 once on a probe against the written-out softmax (`_forward_kernel`, `_backward_kernel`), and of the backward kernels
 that pass the fastest is kept (timed once). Where no fused backward passes, `gated_merge` differentiates the
-log-sum-exps instead (`attend_lse`: exact, about twice the cost). A mask of more than MAX_DENSE_GROUPS patterns
-(training batches with random condition subsets) runs one masked fused call forward and one backward, as `attend`
-does, where a masked kernel pair passes its probe; otherwise one dense call per pattern.
+log-sum-exps instead (`attend_lse`: exact, about twice the cost).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from functools import lru_cache
 
 import torch
 
-from fulldit.attention import MAX_DENSE_GROUPS, Index, KeyMask, attend, index_tensor, take
+from fulldit.attention import Index, KeyMask, attend, index_tensor, take
 
 _aten = torch.ops.aten
 
@@ -135,18 +133,9 @@ def _indices(idx: Index, n: int, device: torch.device) -> torch.Tensor:
 def _lse_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: KeyMask | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, Lq, H, d), lse (B, Lq, H) fp32) over the keys the mask marks real, one dense call per pattern (or one
-    masked call for many patterns)."""
+    """(out (B, Lq, H, d), lse (B, Lq, H) fp32) over the keys the mask marks real, one dense call per pattern."""
     if mask is None:
         return _lse_dense(q, k, v)
-    kernels = _masked_kernels(q.device.type, q.dtype) if len(mask.groups) > MAX_DENSE_GROUPS else None
-    if kernels is not None:
-        bias, empty = _bias(mask, q.dtype)
-        qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
-        out, lse = kernels[0](qt, kt, vt, bias)
-        out, lse = out.transpose(1, 2), lse.reshape(qt.shape[:3]).float().transpose(1, 2)
-        rows = empty[:, None, None]  # rows without a real key: zeros and -inf, as the per-pattern route gives
-        return out.masked_fill(rows[..., None], 0.0), lse.masked_fill(rows, float("-inf"))
     out = torch.zeros_like(q)
     lse = torch.full(q.shape[:3], float("-inf"), device=q.device, dtype=torch.float32)
     for rows, keys in mask.groups:
@@ -170,13 +159,6 @@ def _lse_backward(
     """dq, dk, dv of the keys' share in a softmax whose output is `out` and log-sum-exp `lse` (B, Lq, H) fp32."""
     if mask is None:
         return _backward_dense(grad_out, q, k, v, out, lse)
-    kernels = _masked_kernels(q.device.type, q.dtype) if len(mask.groups) > MAX_DENSE_GROUPS else None
-    if kernels is not None:
-        bias, empty = _bias(mask, q.dtype)
-        grad_out = grad_out.masked_fill(empty[:, None, None, None], 0.0)  # rows without a real key took no share
-        t = lambda x: x.transpose(1, 2)  # noqa: E731
-        dq, dk, dv = kernels[1](t(grad_out), t(q), t(k), t(v), t(out), lse.transpose(1, 2).float().contiguous(), bias)
-        return t(dq), t(dk), t(dv)
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     for rows, keys in mask.groups:
         if keys is None:
@@ -188,21 +170,6 @@ def _lse_backward(
         dq = dq.index_copy(0, idx, gq)
         dk[at], dv[at] = gk, gv
     return dq, dk, dv
-
-
-def _bias(mask: KeyMask, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(additive bias of the mask, `_additive`, with rows without a real key left open so no row is all -inf; those
-    rows (B,) bool)."""
-    empty = ~mask.mask.any(1)
-    return _additive(mask.mask | empty[:, None], dtype), empty
-
-
-def _additive(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, 1, 1, Lk) bias of a (B, Lk) bool mask: 0 on real keys, -inf elsewhere; its rows allocated 16-aligned, as the
-    memory-efficient kernel requires of every stride (an H200 refused a bias whose rows were 70 long)."""
-    b, lk = real.shape
-    bias = torch.zeros(b, 1, 1, lk + (-lk % 16), device=real.device, dtype=dtype)[..., :lk]
-    return bias.masked_fill_(~real[:, None, None, :], float("-inf"))  # in place: a new tensor would be unaligned
 
 
 def _lse_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,18 +234,16 @@ def _cuda_efficient_backward(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN2
     )[:3]
 
 
-def _math(q, k, v, bias=None):  # noqa: ANN001, ANN202
+def _math(q, k, v):  # noqa: ANN001, ANN202
     scores = (q.float() @ k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
-    scores = scores if bias is None else scores + bias.float()
     return (scores.softmax(-1) @ v.float()).to(q.dtype), scores.logsumexp(-1)
 
 
-def _math_backward(grad_out, q, k, v, out, lse, bias=None):  # noqa: ANN001, ANN202
+def _math_backward(grad_out, q, k, v, out, lse):  # noqa: ANN001, ANN202
     """The written-out gradient of the keys' share: dS = P (dO V^T - D), P = exp(scale S - lse), D = rowsum(dO out)."""
     scale = q.shape[-1] ** -0.5
     qf, kf, vf, go = q.float(), k.float(), v.float(), grad_out.float()
-    scores = qf @ kf.transpose(-1, -2) * scale
-    p = torch.exp((scores if bias is None else scores + bias.float()) - lse[..., None])
+    p = torch.exp(qf @ kf.transpose(-1, -2) * scale - lse[..., None])
     ds = p * (go @ vf.transpose(-1, -2) - (go * out.float()).sum(-1, keepdim=True))
     return (
         ((ds @ kf) * scale).to(q.dtype),
@@ -287,38 +252,10 @@ def _math_backward(grad_out, q, k, v, out, lse, bias=None):  # noqa: ANN001, ANN
     )
 
 
-def _cpu_flash_masked(q, k, v, bias):  # noqa: ANN001, ANN202
-    return _aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias)
-
-
-def _cpu_flash_masked_backward(grad_out, q, k, v, out, lse, bias):  # noqa: ANN001, ANN202
-    return _aten._scaled_dot_product_flash_attention_for_cpu_backward(
-        grad_out, q, k, v, out, lse, 0.0, False, attn_mask=bias
-    )
-
-
-def _cuda_efficient_masked(q, k, v, bias):  # noqa: ANN001, ANN202
-    bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    out, lse = _aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
-    return out, lse[..., : q.shape[2]]
-
-
-def _cuda_efficient_masked_backward(grad_out, q, k, v, out, lse, bias):  # noqa: ANN001, ANN202
-    padded = torch.nn.functional.pad(lse, (0, -lse.shape[-1] % 32))
-    bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    return _aten._scaled_dot_product_efficient_attention_backward(
-        grad_out, q, k, v, bias, out, padded, None, None, 0.0, [True, True, True, False], False
-    )[:3]
-
-
 FORWARD = {"cpu": [_cpu_flash], "cuda": [_cuda_cudnn, _cuda_flash, _cuda_efficient]}
 BACKWARD = {
     "cpu": [_cpu_flash_backward],
     "cuda": [_cuda_cudnn_backward, _cuda_flash_backward, _cuda_efficient_backward],
-}
-MASKED = {  # (forward, backward) with an additive bias (B, 1, 1, Lk)
-    "cpu": [(_cpu_flash_masked, _cpu_flash_masked_backward)],
-    "cuda": [(_cuda_efficient_masked, _cuda_efficient_masked_backward)],
 }
 
 
@@ -381,33 +318,6 @@ def _backward_kernel(device: str, dtype: torch.dtype) -> Callable | None:
     if len(passing) < 2:
         return passing[0] if passing else None
     return min(passing, key=lambda kernel: _seconds(kernel, device, dtype))
-
-
-@lru_cache(maxsize=8)
-def _masked_kernels(device: str, dtype: torch.dtype) -> tuple[Callable, Callable] | None:
-    """The first masked (forward, backward) pair of this device that matches the math on a probe with a key mask (once):
-    the forward's output and log-sum-exp, and the backward given another output and log-sum-exp than its own (a
-    closed gate's head included), as `_backward_kernel` checks; None where none does (one dense call per pattern)."""
-    q, k, v, grad_out = _probe(device, dtype)
-    keep = torch.arange(k.shape[2], device=device)[None] < torch.tensor([[23], [70]], device=device)  # (B, Lk)
-    bias = _additive(keep, dtype)
-    own_out, own_lse = _math(q.float(), k.float(), v.float(), bias)
-    noise = torch.randn(own_out.shape, generator=torch.Generator().manual_seed(1)).to(device)
-    out = (0.6 * own_out.float() + 0.1 * noise).to(dtype).transpose(1, 2).contiguous().transpose(1, 2)
-    lse = (own_lse - torch.log(torch.tensor(0.6))).float()
-    lse[:, 1] = float("inf")  # a closed gate's head: every gradient exactly 0
-    lse = lse.contiguous()
-    want = _math_backward(grad_out.float(), q.float(), k.float(), v.float(), out.float(), lse, bias)
-    for forward, backward in MASKED.get(device, []):
-        try:
-            got_out, got_lse = forward(q, k, v, bias)
-            got = backward(grad_out, q, k, v, out, lse, bias)
-        except (RuntimeError, NotImplementedError, TypeError):
-            continue
-        matches = _close(got_out, own_out, dtype) and _close(got_lse.reshape(own_lse.shape), own_lse, dtype)
-        if matches and all(_close(a, b, dtype) for a, b in zip(got, want)):
-            return forward, backward
-    return None
 
 
 TIMING_SHAPE = (1, 4096, 8, 128)  # (B, L, H, d): a training-like size at which backward kernels are compared
