@@ -3,7 +3,8 @@ the guidance interval (guidance only at flow times t >= guidance_min_t: the late
 
 A weak model's samples can be hurt by its sampler (strong guidance over-sharpens and saturates; few steps blur).
 Each setting generates the same validation worlds (fulldit/train/validate.py: every condition + first frame, and
-the caption alone) from the same seeds, so the rows differ only in the sampler. Never FullBench's seeds.
+the caption alone) from the same seeds, so the rows differ only in the sampler. Never FullBench's seeds; with
+`--first-world 1000` not the worlds training validates on either (a sampler chosen there is not tuned to them).
 
     python bench/sample_sweep.py --checkpoint checkpoints/default --clips 32 --device cuda \
         --steps 12 25 --guidance 1 2 3 --text-guidance 1 3 --guidance-min-t 0 0.6
@@ -32,22 +33,25 @@ def main() -> None:
     p.add_argument("--guidance", type=float, nargs="+")
     p.add_argument("--text-guidance", type=float, nargs="+")
     p.add_argument("--guidance-min-t", type=float, nargs="+")
+    p.add_argument("--shift", type=float, nargs="+", help="the sampling times' shift (default: the checkpoint's)")
+    p.add_argument("--first-world", type=int, default=0, help="validation worlds from this index on (default 0)")
     args = p.parse_args()
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
     s = pipe.config.sample
-    clips = validation_clips(args.clips, s.frames, s.height, s.width, args.device)
+    clips = validation_clips(args.clips, s.frames, s.height, s.width, args.device, args.first_world)
     grid = itertools.product(
         args.steps or [s.steps],
         args.guidance or [s.guidance],
         args.text_guidance or [s.text_guidance],
         args.guidance_min_t or [s.guidance_min_t],
+        args.shift or [s.shift],
     )
-    for steps, guidance, text_guidance, min_t in grid:
+    for steps, guidance, text_guidance, min_t, shift in grid:
         start = time.perf_counter()
-        sampler = dict(steps=steps, guidance=guidance, text_guidance=text_guidance, guidance_min_t=min_t)
+        sampler = dict(steps=steps, guidance=guidance, text_guidance=text_guidance, guidance_min_t=min_t, shift=shift)
         scores = validate(pipe, clips, **sampler)
         seconds = round(time.perf_counter() - start, 1)
-        row = {"checkpoint": args.checkpoint, "clips": len(clips), **sampler,
+        row = {"checkpoint": args.checkpoint, "clips": len(clips), "first_world": args.first_world, **sampler,
                **{k: round(v, 3) for k, v in scores.items()}, "seconds": seconds}  # fmt: skip
         print(json.dumps(row), flush=True)
 

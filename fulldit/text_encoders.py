@@ -87,8 +87,8 @@ class ByteTextEncoder(nn.Module):
     """Trainable UTF-8 byte encoder, trained jointly with the transformer (the caller saves its state_dict).
 
     Tokens are BOS, the prompt's bytes, EOS; prompts longer than max_length are truncated, with a warning (once per
-    process): a cut caption silently loses what it says last. Even "" has two
-    tokens, so the mask is never all False. Initialisation draws from torch's global RNG (seed it first).
+    process): a cut caption loses what it says last. Even "" has two tokens, so the mask is never all False.
+    Initialisation draws from torch's global RNG (seed it first).
     """
 
     def __init__(self, dim: int = 256, layers: int = 2, heads: int = 4, max_length: int = 128) -> None:

@@ -71,7 +71,8 @@ def deepen(
     text_max_length: int | None = None,
 ) -> FullDiTConfig:
     """Write `src` with its transformer grown to `layers` blocks and/or its byte-level text encoder to `text_layers`
-    and/or `text_max_length` bytes at `out` (storage types kept); its output is unchanged for prompts that fitted."""
+    layers and/or `text_max_length` tokens at `out` (storage types kept); its output is unchanged for prompts that
+    fitted."""
     cfg = read_config(src)
     if layers is None and text_layers is None and text_max_length is None:
         raise InputError("--from deepen needs --layers, --text-layers and/or --text-max-length")
