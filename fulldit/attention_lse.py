@@ -296,8 +296,9 @@ def _backward_kernel(device: str, dtype: torch.dtype) -> Callable | None:
     own (those of a merged softmax: here the output scaled by 0.6 plus noise, the log-sum-exp raised by log 1/0.6,
     and +inf for one head: zero gradients), match `_math_backward` on a probe (once); None where none does.
 
-    Timed rather than taken in order: the gated merge's training ran at 0.46x dense attention on an H200 through the
-    first that passed (cuDNN), and which kernel is fastest given a foreign output depends on the device and release.
+    Timed rather than taken in order: which kernel is fastest given a foreign output depends on the device and release
+    (on an H200 with torch 2.11 the probe keeps cuDNN's, and the gated training runs at 1.04x dense attention's time;
+    an earlier 0.46x was measured beside another job on the same GPU).
     """
     q, k, v, grad_out = _probe(device, dtype)
     own_out, own_lse = _math(q.float(), k.float(), v.float())
