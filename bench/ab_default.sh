@@ -6,8 +6,9 @@
 # run alone trained 75-89 (bench/results/default-phase9-h200-2026-12-02/).
 #   bash bench/ab_default.sh WORK MINUTES "OVERRIDES A" "OVERRIDES B" [...]      ("" for an arm without overrides)
 # An arm's words in capitals set its environment for bench/continue_default.sh (RATE=0.35: a slower arm's steps/s);
-# an arm with model.layers=N (text.layers=N, text.max_length=N) starts from DEFAULT grown to N blocks (its byte text
-# encoder to N layers, or to prompts of N tokens; `fulldit convert --from deepen`: the same outputs where prompts fitted).
+# an arm with model.layers=N (text.layers=N, text.max_length=N, model.depth.reproject=true) starts from DEFAULT grown to
+# N blocks (its byte text encoder to N layers, or to prompts of N tokens; its depth condition reading the reprojected
+# first frame; `fulldit convert --from deepen`: the same outputs where prompts fitted).
 # Writes WORK/arm-N/ (bench/continue_default.sh's folder), WORK/winner, WORK/report/videos, then WORK/x0.jsonl
 # (bench/x0_error.py of every arm and of DEFAULT, "arm" added) and with BASELINE=1 WORK/baseline.jsonl (DEFAULT's
 # validation at its own sampler, the arms' step 0: the run that made DEFAULT usually recorded it); score the videos
@@ -53,6 +54,7 @@ for arm in "$@"; do
     if [[ $word =~ ^model\.layers=([0-9]+)$ ]]; then grow+=(--layers "${BASH_REMATCH[1]}"); fi
     if [[ $word =~ ^text\.layers=([0-9]+)$ ]]; then grow+=(--text-layers "${BASH_REMATCH[1]}"); fi
     if [[ $word =~ ^text\.max_length=([0-9]+)$ ]]; then grow+=(--text-max-length "${BASH_REMATCH[1]}"); fi
+    if [[ $word == model.depth.reproject=true ]]; then grow+=(--depth-reproject); fi
   done
   if [ ${#grow[@]} -gt 0 ]; then
     python -m fulldit.cli convert --from deepen "$DEFAULT" --out "$W/arm-$n/init" "${grow[@]}" > "$W/arm-$n.grow.log" 2>&1

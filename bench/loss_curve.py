@@ -6,10 +6,11 @@ bench/results/default-phase{6,7,8}-h200-2026-12-01/scalars.csv: phases 6-8, benc
 from its progress bar's per-step loss averaged over 25 steps, as its tensorboard events were not brought back;
 bench/results/default-phase9-h200-2026-12-02/scalars-b.csv: phase 9, the flow.shift 6 arm of its A/B;
 bench/results/default-phase10-h200-2026-12-02/scalars-arm2.csv: phase 10, the flow.shift 12 arm of its A/B;
-bench/results/default-phase11-h200-2026-12-02/scalars-arm2.csv: phase 11, the arm with the text encoder grown) and
+bench/results/default-phase11-h200-2026-12-02/scalars-arm2.csv: phase 11, the arm with the text encoder grown;
+bench/results/default-phase12-h200-2026-12-02/scalars-arm2.csv: phase 12, whole captions and 30% text-only steps) and
 draws loss/all against the optimizer steps the weights have seen, one colour per phase, a line at each restart.
 Phases differ in batch size (32, then 64) and timestep shift (1 in phase 1, 3 in phases 2-8, 6 in phase 9, 12 in
-phases 10-11), which moves the loss level (a larger shift trains more at high noise, where the velocity error is
+phases 10-12), which moves the loss level (a larger shift trains more at high noise, where the velocity error is
 smaller).
 
     python bench/loss_curve.py --out checkpoints/default/loss.png
@@ -40,6 +41,7 @@ PHASES = [
     ("default-phase9-h200-2026-12-02/scalars-b.csv", "s16-b", "9: --init 8, shift 6, 493 steps", 7282, None),
     ("default-phase10-h200-2026-12-02/scalars-arm2.csv", "arm-2", "10: --init 9, shift 12, 301 steps", 7775, None),
     ("default-phase11-h200-2026-12-02/scalars-arm2.csv", "arm-2", "11: --init 10, text encoder 4 layers", 8076, None),
+    ("default-phase12-h200-2026-12-02/scalars-arm2.csv", "arm-2", "12: --init 11, whole captions", 8609, None),
 ]
 
 

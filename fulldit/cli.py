@@ -550,7 +550,8 @@ def add_convert(sub: Subparsers) -> None:
         required=True,
         help="what SRC_DIR holds: Wan2.1; a fulldit checkpoint with every condition gate open (written as plain "
         "full attention); a fulldit checkpoint to grow to --layers blocks and/or --text-layers text encoder layers "
-        "and/or --text-max-length tokens (new layers start as the identity); or "
+        "and/or --text-max-length tokens and/or a depth condition that reads the reprojected first frame "
+        "(--depth-reproject; what is new starts as the identity); or "
         "(with --to wan2.1) a fulldit text-to-video checkpoint",
     )
     p.add_argument(
@@ -571,6 +572,13 @@ def add_convert(sub: Subparsers) -> None:
         type=COUNT,
         help="--from deepen: the byte-level text encoder reads prompts up to this many tokens (bytes + 2); new "
         "position rows start as the encoder initialises them, prompts that fitted encode as before",
+    )
+    p.add_argument(
+        "--depth-reproject",
+        action="store_true",
+        default=None,
+        help="--from deepen: the depth condition also reads the first frame reprojected through the depth and the "
+        "camera (model.depth.reproject); its new embedding starts at zero, so outputs are unchanged until trained",
     )
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write")
     p.add_argument(
@@ -639,18 +647,22 @@ def cmd_convert(args: argparse.Namespace) -> None:
         open_gates(args.src, args.out)
         print(f"wrote {args.out}: the open-gated model of {args.src} as plain full attention")
         return
-    growth = any(v is not None for v in (args.layers, args.text_layers, args.text_max_length))
+    growth = any(v is not None for v in (args.layers, args.text_layers, args.text_max_length, args.depth_reproject))
     if (args.source_format == "deepen") != growth:
         raise InputError(
-            "--layers, --text-layers and --text-max-length go with --from deepen, and --from deepen needs one of them"
+            "--layers, --text-layers, --text-max-length and --depth-reproject go with --from deepen, and --from "
+            "deepen needs one of them"
         )
     if args.source_format == "deepen":
         from fulldit.convert.deepen import deepen
 
-        cfg = deepen(args.src, args.out, args.layers, args.text_layers, args.text_max_length)
+        cfg = deepen(
+            args.src, args.out, args.layers, args.text_layers, args.text_max_length, bool(args.depth_reproject)
+        )
+        reproject = ", depth with the reprojected first frame (a zero embedding)" if args.depth_reproject else ""
         print(
             f"wrote {args.out}: {args.src} grown to {cfg.model.layers} blocks, text encoder {cfg.text.layers} layers "
-            f"reading {cfg.text.max_length} tokens (the new layers start as the identity)"
+            f"reading {cfg.text.max_length} tokens{reproject} (the new layers start as the identity)"
         )
         return
     cfg = convert_wan(

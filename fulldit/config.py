@@ -74,6 +74,9 @@ class DepthConfig:
     """Depth condition: a depth video encoded by the codec, patch tokens on the video's own grid."""
 
     dropout: float = 0.1
+    # Also read the first frame reprojected through the depth and the camera (fulldit/conditions/reproject.py) where
+    # a sample has all three, in the same tokens: metric depth in the camera path's units is then required
+    reproject: bool = False
 
     def __post_init__(self) -> None:
         check_probability("model.depth.dropout", self.dropout)

@@ -123,7 +123,8 @@ def branch_inputs(cond: dict[str, ConditionInput], on: torch.Tensor) -> dict[str
     out = {}
     for name, inp in cond.items():
         present = inp.present.expand(n, *inp.present.shape[1:]) & on.view(n, *[1] * (inp.present.ndim - 1))
-        out[name] = ConditionInput(inp.value.expand(n, *inp.value.shape[1:]), present)
+        aux = None if inp.aux is None else inp.aux.expand(n)
+        out[name] = ConditionInput(inp.value.expand(n, *inp.value.shape[1:]), present, aux)
     return out
 
 
@@ -144,7 +145,7 @@ class Branches:
         if index == list(range(len(self.weights))):  # all of them: no copies
             return replace(self, weights=w)
         i = torch.tensor(index, dtype=torch.long, device=self.weights.device)
-        inputs = {k: ConditionInput(v.value[i], v.present[i]) for k, v in self.inputs.items()}
+        inputs = {k: v.rows(i) for k, v in self.inputs.items()}
         cache = None if self.cache is None else self.cache.rows(i)
         return Branches(self.context[i], self.context_mask[i], inputs, cache, w)
 
@@ -273,7 +274,8 @@ class Pipeline:
 
     def condition_inputs(self, req: Request) -> dict[str, ConditionInput]:
         """The request's token conditions as a batch of one, each prepared by its condition module."""
-        given = Given(req.camera, req.references, req.depth, req.depth_is_disparity, req.sources)
+        first = req.given_frames().get(0)  # the depth condition may reproject it (`model.depth.reproject`)
+        given = Given(req.camera, req.references, req.depth, req.depth_is_disparity, req.sources, first)
         missing = [name for name in given.names() if name not in self.model.conditions]
         if missing:
             raise InputError(

@@ -80,6 +80,7 @@ def test_round_trip(tmp_path: Path) -> None:
             "line": i + 1,
             "frames": list(range(8)),
             "fps": 8.0,
+            "depth_kind": "metric",
         }
         assert clip.meta == {**src.meta, "scale": 0.5}
         np.testing.assert_allclose(clip.camera.intrinsics, src.camera.intrinsics, rtol=0, atol=1e-12)

@@ -40,6 +40,7 @@ __all__ = [
     "build_conditions",
     "condition_tokens",
     "drop_conditions",
+    "link_conditions",
     "prepare_conditions",
 ]
 
@@ -83,6 +84,16 @@ def prepare_conditions(cfg: ModelConfig, given: Sequence[Given], enc: Encoding) 
     """Every condition of the model that some sample brings, from the samples' raw inputs (one per sample)."""
     prepared = {name: CONDITIONS[name].prepare(cfg, given, enc) for name in cfg.conditions}
     return {name: inp for name, inp in prepared.items() if inp is not None}
+
+
+def link_conditions(conditions: dict[str, ConditionInput], known: torch.Tensor) -> dict[str, ConditionInput]:
+    """Training, after the step's subset, dropout and known frames (B, T): a condition input derived from other
+    inputs keeps that part only where they are given too, as in generation (each module's optional `link`)."""
+    out = {}
+    for name, inp in conditions.items():
+        link = getattr(CONDITIONS[name], "link", None)
+        out[name] = inp if link is None else link(inp, conditions, known)
+    return out
 
 
 def condition_tokens(cfg: ModelConfig, conditions: dict[str, ConditionInput], grid: Grid) -> list[int]:

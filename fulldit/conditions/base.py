@@ -34,10 +34,17 @@ class ConditionInput:
 
     value: torch.Tensor
     present: torch.Tensor
+    # (B,) bool: which samples' value holds the condition's optional second input (depth: the first frame
+    # reprojected through it, `model.depth.reproject`); None: the condition has none
+    aux: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ConditionInput:
         value = self.value.to(device) if dtype is None else self.value.to(device, dtype)
-        return ConditionInput(value, self.present.to(device))
+        return ConditionInput(value, self.present.to(device), None if self.aux is None else self.aux.to(device))
+
+    def rows(self, index: torch.Tensor) -> ConditionInput:
+        """The samples `index` (a (n,) index tensor)."""
+        return ConditionInput(self.value[index], self.present[index], None if self.aux is None else self.aux[index])
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Given:
     depth: torch.Tensor | None = None  # (F, H, W) metric depth, 0 = no measurement (or disparity, see below)
     depth_is_disparity: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+    first_frame: torch.Tensor | None = None  # (3, H, W) in [0, 1]: only reprojected (`model.depth.reproject`)
 
     def names(self) -> list[str]:
         """The token conditions this sample brings."""

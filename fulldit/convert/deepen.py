@@ -13,7 +13,9 @@ MLP output projections are zero, so the prompt features, and so the video, are u
 prompts (`--text-max-length`): its learned position table gains rows, drawn as the encoder initialises its own
 (normal, std 0.02); prompts that fitted before encode exactly as before, longer ones are no longer cut at the old
 length (the synthetic world's captions run to 225 bytes; `max_length: 160` cut 38% of them, dropping the camera move
-from a quarter).
+from a quarter). And its depth condition can learn to read the first frame reprojected through the depth and the
+camera (`--depth-reproject`, fulldit/conditions/reproject.py): a second patch embedding, zero, so nothing changes
+until it trains.
 """
 
 from __future__ import annotations
@@ -69,16 +71,17 @@ def deepen(
     layers: int | None,
     text_layers: int | None = None,
     text_max_length: int | None = None,
+    depth_reproject: bool = False,
 ) -> FullDiTConfig:
     """Write `src` with its transformer grown to `layers` blocks and/or its byte-level text encoder to `text_layers`
-    layers and/or `text_max_length` tokens at `out` (storage types kept); its output is unchanged for prompts that
-    fitted."""
+    layers and/or `text_max_length` tokens and/or its depth condition to read the reprojected first frame at `out`
+    (storage types kept); its output is unchanged for prompts that fitted."""
     cfg = read_config(src)
-    if layers is None and text_layers is None and text_max_length is None:
-        raise InputError("--from deepen needs --layers, --text-layers and/or --text-max-length")
+    if layers is None and text_layers is None and text_max_length is None and not depth_reproject:
+        raise InputError("--from deepen needs --layers, --text-layers, --text-max-length and/or --depth-reproject")
     old = cfg.model.layers
     layers = old if layers is None else layers
-    if layers < old or (layers == old and text_layers is None and text_max_length is None):
+    if layers < old or (layers == old and text_layers is None and text_max_length is None and not depth_reproject):
         raise InputError(f"--layers {layers}: {src} already has {old} blocks; deepen grows a model (more than {old})")
     sources = block_sources(old, layers)
     picked = [j for j, i in enumerate(sources) if i in cfg.model.condition_layers]
@@ -106,6 +109,15 @@ def deepen(
             )
         text_state["pos_embed.weight"] = longer_positions(text_state["pos_embed.weight"], text_max_length)
         text = dataclasses.replace(text, max_length=text_max_length)
+    if depth_reproject:
+        if "depth" not in model.conditions:
+            raise InputError(f"--depth-reproject: {src} has no depth condition (it has: {list(model.conditions)})")
+        if model.depth.reproject:
+            raise InputError(f"--depth-reproject: {src}'s depth condition reprojects the first frame already")
+        embed = state["conditions.depth.embed.weight"]
+        state["conditions.depth.reproject.weight"] = torch.zeros(embed.shape[0], 2 * embed.shape[1], dtype=embed.dtype)
+        state["conditions.depth.reproject.bias"] = torch.zeros(embed.shape[0], dtype=embed.dtype)
+        model = dataclasses.replace(model, depth=dataclasses.replace(model.depth, reproject=True))
     grown = dataclasses.replace(cfg, model=model, text=text)
     save_states(out, grown, state, text_state)
     return grown

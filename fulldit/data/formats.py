@@ -522,6 +522,7 @@ def _load(
         "line": line,
         "frames": indices.tolist(),
         "fps": None if fps is None else fps / stride,
+        "depth_kind": entry.get("depth_kind", "metric"),  # relative pseudo-depth is never reprojected
     }
     clip = Clip(video, depth, camera, references, entry["caption"], meta)
     clip.check(_clip_id(entry))

@@ -16,6 +16,7 @@ from fulldit.codecs import Codec
 from fulldit.conditions import ConditionInput, Encoding, Given, Grid, prepare_conditions
 from fulldit.config import ModelConfig
 from fulldit.data import Batch
+from fulldit.data.formats import RESERVED_META
 
 
 @dataclass
@@ -39,7 +40,10 @@ def given_of(batch: Batch) -> list[Given]:
     for b, camera in enumerate(batch.cameras):
         depth = batch.depth[b] if batch.depth is not None and bool(batch.has_depth[b]) else None
         images = [] if refs is None else [refs[b, i] for i in range(refs.shape[1]) if bool(batch.has_reference[b, i])]
-        given.append(Given(camera, images, depth))
+        # the first frame for the depth condition's reprojection (`model.depth.reproject`; kept by `link_conditions`
+        # only in the samples whose step gives the camera and the first frame), where the depth is metric
+        metric = batch.meta[b].get(RESERVED_META, {}).get("depth_kind", "metric") == "metric" if batch.meta else True
+        given.append(Given(camera, images, depth, first_frame=batch.video[b, 0] if metric else None))
     return given
 
 

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fulldit.checkpoint import load_state, load_text_weights, load_weights, read_config
-from fulldit.conditions import ConditionInput, condition_tokens, drop_conditions
+from fulldit.conditions import ConditionInput, condition_tokens, drop_conditions, link_conditions
 from fulldit.conditions.frames import frame_timesteps, sample_known_frames
 from fulldit.config import FullDiTConfig, to_dict
 from fulldit.errors import InputError
@@ -188,6 +188,7 @@ def micro_step(
     probs = {n: getattr(cfg.model, n).dropout for n in conds}
     conds = drop_conditions(conds, probs, gen)
     known = sample_known_frames(b, t_lat, cfg.frames, gen).to(d.device)
+    conds = link_conditions(conds, known)  # the depth's reprojection only with the camera and the first frame
     drop_text = (torch.rand(b, generator=gen) < cfg.flow.text_dropout).tolist()
     captions = ["" if drop else c for c, drop in zip(inputs.captions, drop_text)]
     t = frame_timesteps(sample_time(b, cfg.flow, gen).to(d.device), known)  # (B, T), known frames at 0
