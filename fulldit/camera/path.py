@@ -141,22 +141,27 @@ def validate(cam: CameraPath, source: str) -> None:
             raise InputError(f"{source}: frame {i}: {problem}")
 
 
+def pixel_rays(cam: CameraPath, height: int, width: int) -> torch.Tensor:
+    """(F, H, W, 3) float64 camera-space ray through each pixel centre, K^-1 [u, v, 1]: its z is 1, so a ray times a
+    pixel's depth (camera z) is the point it sees."""
+    k = torch.from_numpy(cam.intrinsics_px(height, width))
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64) + 0.5, torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij"
+    )
+    x = (u[None] - k[:, 0, 2, None, None]) / k[:, 0, 0, None, None]  # no skew
+    y = (v[None] - k[:, 1, 2, None, None]) / k[:, 1, 1, None, None]
+    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+
+
 def plucker_rays(cam: CameraPath, height: int, width: int) -> torch.Tensor:
     """(F, 6, H, W) float32 Plücker embedding (moment o x d, then unit direction d, in world coordinates).
 
     One ray per pixel centre, as in CameraCtrl. Pass `cam.relative()` to get the model's input.
     """
-    k = torch.from_numpy(cam.intrinsics_px(height, width))
     w2c = torch.from_numpy(cam.w2c)
     rot_t = w2c[:, :3, :3].transpose(1, 2)  # camera-to-world rotation
     origin = -(rot_t @ w2c[:, :3, 3:])[..., 0]  # (F, 3)
-    v, u = torch.meshgrid(
-        torch.arange(height, dtype=torch.float64) + 0.5, torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij"
-    )
-    x = (u[None] - k[:, 0, 2, None, None]) / k[:, 0, 0, None, None]  # K^-1 [u, v, 1], no skew
-    y = (v[None] - k[:, 1, 2, None, None]) / k[:, 1, 1, None, None]
-    d_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (F, H, W, 3)
-    d = torch.einsum("fij,fhwj->fhwi", rot_t, d_cam)
+    d = torch.einsum("fij,fhwj->fhwi", rot_t, pixel_rays(cam, height, width))
     d = d / d.norm(dim=-1, keepdim=True)
     moment = torch.cross(origin[:, None, None, :].expand_as(d), d, dim=-1)
     return torch.cat([moment, d], dim=-1).permute(0, 3, 1, 2).to(torch.float32).contiguous()

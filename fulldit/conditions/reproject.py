@@ -19,21 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from fulldit.camera import CameraPath
+from fulldit.camera.path import pixel_rays
 
 OCCLUSION_TOL = 0.05  # relative depth disagreement above which frame 0 saw something else at that pixel
-
-
-def _pixel_rays(intrinsics: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(F, H, W, 3) camera-space points at depth 1 through each pixel centre, from (F, 4) normalised intrinsics."""
-    v, u = torch.meshgrid(
-        torch.arange(height, dtype=intrinsics.dtype, device=intrinsics.device) + 0.5,
-        torch.arange(width, dtype=intrinsics.dtype, device=intrinsics.device) + 0.5,
-        indexing="ij",
-    )
-    fx, fy, cx, cy = (intrinsics[:, i, None, None] for i in range(4))
-    x = (u / width - cx) / fx  # fx is normalised by the width, as u / width is
-    y = (v / height - cy) / fy
-    return torch.stack([x, y, torch.ones_like(x)], -1)
 
 
 def reproject_first_frame(
@@ -48,7 +36,7 @@ def reproject_first_frame(
     depth = depth.double()
     intr = torch.as_tensor(camera.intrinsics, dtype=torch.float64, device=device)
     w2c = torch.as_tensor(camera.w2c, dtype=torch.float64, device=device)
-    points = _pixel_rays(intr, h, w) * depth[..., None]  # (F, H, W, 3) in each frame's camera
+    points = pixel_rays(camera, h, w).to(device) * depth[..., None]  # (F, H, W, 3) in each frame's camera
     to_first = w2c[0] @ torch.linalg.inv(w2c)  # (F, 4, 4): camera t -> world -> camera 0
     p0 = torch.einsum("fij,fhwj->fhwi", to_first[:, :3, :3], points) + to_first[:, None, None, :3, 3]
     z0 = p0[..., 2]
